@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import OptionsError
 
 DEFAULT_SEED = 52468  # the seed so-vits-svc 4.1 uses for every call
+
+
+def _opt(default: Any, help: str) -> Any:
+    """A field with a one-line description that the CLI and the web UI show."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -18,21 +23,21 @@ class ConvertOptions:
     Defaults follow the so-vits-svc 4.1 web UI except where the README says otherwise.
     """
 
-    speaker: str | int | None = None  # name from the config's `spk` map, or its id; None = first
-    transpose: float = 0.0  # semitones
-    f0_method: str = "pm"  # a key of svc.f0.F0_PREDICTORS
-    auto_f0: bool = False  # let the model's F0 decoder predict F0 (loses the transpose)
-    cr_threshold: float = 0.05  # voicing threshold of crepe / rmvpe / fcpe
-    noise_scale: float = 0.4
-    slice_db: float = -40.0  # silence threshold of the slicer
-    pad_seconds: float = 0.5  # zero padding around every chunk, cut off after synthesis
-    clip_seconds: float = 0.0  # forced chunk length; 0 = off
-    crossfade_seconds: float = 0.0  # overlap between forced chunks ("lg")
-    crossfade_keep: float = 0.75  # share of the overlap that is crossfaded ("lgr"), in (0, 1]
-    loudness_mix: float = 1.0  # 1 = keep the output's loudness; 0 = take the input's envelope
-    enhance: bool = False  # NSF-HiFiGAN enhancer
-    enhancer_adaptive_key: float = 0.0  # semitones
-    seed: int = DEFAULT_SEED
+    speaker: str | int | None = _opt(None, "speaker name from the model's config (or its id); default: the first")
+    transpose: float = _opt(0.0, "pitch shift in semitones")
+    f0_method: str = _opt("pm", "F0 predictor")
+    auto_f0: bool = _opt(False, "let the model predict F0 (for speech; the transpose is then ignored)")
+    cr_threshold: float = _opt(0.05, "voicing threshold of the crepe, rmvpe and fcpe predictors")
+    noise_scale: float = _opt(0.4, "noise scale of the prior (variation in the voice)")
+    slice_db: float = _opt(-40.0, "silence threshold in dB for slicing the input")
+    pad_seconds: float = _opt(0.5, "silence padded around every chunk (removes edge artefacts)")
+    clip_seconds: float = _opt(0.0, "force chunks of this many seconds (0 = only slice on silence)")
+    crossfade_seconds: float = _opt(0.0, "crossfade between forced chunks, in seconds")
+    crossfade_keep: float = _opt(0.75, "share of the crossfade region that is blended, in (0, 1]")
+    loudness_mix: float = _opt(1.0, "1 keeps the output's loudness; 0 follows the input's loudness envelope")
+    enhance: bool = _opt(False, "run the NSF-HiFiGAN enhancer on the output")
+    enhancer_adaptive_key: float = _opt(0.0, "semitones the enhancer's range is shifted by")
+    seed: int = _opt(DEFAULT_SEED, "random seed (the same seed gives the same audio)")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,0 +1,219 @@
+"""Command line: ``python -m svc infer | models | f0``.
+
+Every user error ends in one line on stderr ("error: ...") and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from .errors import SvcError
+from .options import ConvertOptions
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+DEFAULT_CHECKPOINTS = Path("checkpoints")
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("svc")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except SvcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; try --clip 20 or a shorter input", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .f0 import F0_PREDICTORS
+
+    parser = argparse.ArgumentParser(prog="python -m svc", description="so-vits-svc compatible voice conversion")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print what is being done")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    infer = sub.add_parser("infer", help="convert audio files to a model's voice")
+    infer.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
+    infer.add_argument("-m", "--model", required=True, type=Path, help="checkpoints/<name> folder, or a .pth file")
+    infer.add_argument("-c", "--config", type=Path, help="config.json (default: beside the .pth)")
+    infer.add_argument("-o", "--output", type=Path, default=Path("results"), help="output folder (default: results)")
+    infer.add_argument("--format", choices=("wav", "flac"), default="wav", help="output file format")
+    infer.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    infer.add_argument("--pretrain", type=Path, help="folder of encoder / F0 / vocoder weights (default: pretrain/)")
+    infer.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    _add_option_flags(infer, sorted(F0_PREDICTORS))
+    infer.set_defaults(func=_cmd_infer)
+
+    models = sub.add_parser("models", help="list the models under a checkpoints folder")
+    models.add_argument("checkpoints", nargs="?", type=Path, default=DEFAULT_CHECKPOINTS)
+    models.set_defaults(func=_cmd_models)
+
+    f0 = sub.add_parser("f0", help="print (and optionally plot) the F0 curve of an audio file")
+    f0.add_argument("input", type=Path)
+    f0.add_argument("--f0", dest="f0_method", default="pm", choices=sorted(F0_PREDICTORS))
+    f0.add_argument("--sr", type=int, default=44100, help="analysis sample rate (default 44100)")
+    f0.add_argument("--hop", type=int, default=512, help="frame hop in samples (default 512)")
+    f0.add_argument("--threshold", type=float, default=0.05, help="voicing threshold (crepe, rmvpe, fcpe)")
+    f0.add_argument("--device", default="cpu")
+    f0.add_argument("--pretrain", type=Path)
+    f0.add_argument("--plot", type=Path, help="save a PNG of the curve here")
+    f0.set_defaults(func=_cmd_f0)
+    return parser
+
+
+# Short flags for the most used settings (so-vits-svc's inference_main.py spells them the same).
+_SHORT_FLAGS = {"speaker": ["-s"], "transpose": ["-t"], "f0_method": ["--f0"], "clip_seconds": ["--clip"],
+                "crossfade_seconds": ["--crossfade"], "slice_db": ["--slice-db"]}
+
+
+def _add_option_flags(parser: argparse.ArgumentParser, f0_choices: list[str]) -> None:
+    """One flag per ``ConvertOptions`` field, so the settings are defined in one place."""
+    group = parser.add_argument_group("conversion settings")
+    for f in fields(ConvertOptions):
+        flags = _SHORT_FLAGS.get(f.name, []) + [f"--{f.name.replace('_', '-')}"]
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not MISSING else None
+        if f.type in ("bool", bool):
+            group.add_argument(*flags, dest=f.name, action="store_true", help=help_text)
+        elif f.name == "f0_method":
+            group.add_argument(*flags, dest=f.name, default=default, choices=f0_choices, help=help_text)
+        elif f.name == "speaker":
+            group.add_argument(*flags, dest=f.name, default=None, help=help_text)
+        else:
+            kind = int if f.type in ("int", int) else float
+            group.add_argument(*flags, dest=f.name, type=kind, default=default,
+                               help=f"{help_text} (default {default})")
+
+
+def _options_from_args(args: argparse.Namespace) -> ConvertOptions:
+    values = {f.name: getattr(args, f.name) for f in fields(ConvertOptions)}
+    return ConvertOptions(**values)
+
+
+def collect_inputs(paths: Sequence[Path]) -> list[Path]:
+    """Expand folders into the audio files they hold (sorted); missing paths are an error."""
+    from .errors import AudioError
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            if not files:
+                raise AudioError(f"folder '{path}' holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise AudioError(f"input '{path}' does not exist")
+    return found
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from .session import VitsSvc
+
+    options = _options_from_args(args)
+    inputs = collect_inputs(args.inputs)
+    session = VitsSvc(device=args.device, **({"pretrain_dir": args.pretrain} if args.pretrain else {}))
+    session.load(args.model, args.config)
+    for note in session.load_notes:
+        print(f"note: {note}", file=sys.stderr)
+    speaker_name = session.speakers[session.speaker_id(options.speaker)]
+    args.output.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in inputs:
+        out_path = args.output / f"{path.stem}_{speaker_name}_{options.transpose:g}key.{args.format}"
+        if out_path.resolve() == path.resolve():
+            raise SvcError(f"output '{out_path}' would overwrite the input; choose another --output folder")
+        try:
+            with _progress_bar(path.name, disabled=args.no_progress) as report:
+                session.convert_file(path, out_path, options, progress=report)
+        except SvcError as e:
+            failures += 1
+            print(f"error: {path}: {e}", file=sys.stderr)
+            continue
+        print(out_path)
+    if failures:
+        print(f"error: {failures} of {len(inputs)} file(s) failed", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar driven by the pipeline's (fraction, text) callback."""
+
+    def __init__(self, name: str, disabled: bool) -> None:
+        self.name, self.disabled, self.bar = name, disabled, None
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=self.name, disable=self.disabled, file=sys.stderr,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        return self
+
+    def __call__(self, fraction: float, text: str) -> None:
+        self.bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        self.bar.set_postfix_str(text, refresh=True)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .session import describe_model_dir, list_model_dirs
+
+    dirs = list_model_dirs(args.checkpoints)
+    if not dirs:
+        print(f"no models under '{args.checkpoints}' (each model is a folder with one .pth and its config.json)")
+        return 0
+    for path in dirs:
+        try:
+            info = describe_model_dir(path)
+        except SvcError as e:
+            print(f"{path.name}: unusable: {e}")
+            continue
+        print(f"{info.name}: so-vits-svc {info.version}, encoder {info.speech_encoder}, "
+              f"{info.sampling_rate} Hz, speakers: {', '.join(info.speakers)}")
+    return 0
+
+
+def _cmd_f0(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .audio import read_audio, resample, to_mono
+    from .f0 import get_f0_predictor
+    from .plots import F0Curve, plot_f0
+
+    wav, sr = read_audio(args.input)
+    wav = to_mono(wav)
+    if sr != args.sr:
+        wav = resample(torch.from_numpy(wav)[None], sr, args.sr)[0].numpy()
+    extra = {"pretrain_dir": args.pretrain} if args.pretrain else {}
+    predictor = get_f0_predictor(args.f0_method, hop_length=args.hop, sampling_rate=args.sr,
+                                 device=args.device, threshold=args.threshold, **extra)
+    f0 = predictor.compute_f0(wav)
+    times = np.arange(len(f0)) * args.hop / args.sr
+    print("time_s,f0_hz")
+    for t, value in zip(times, f0):
+        print(f"{t:.4f},{value:.2f}")
+    if args.plot:
+        fig = plot_f0([F0Curve(args.f0_method, times, f0)], title=f"F0 of {args.input.name}")
+        fig.savefig(args.plot)
+        print(f"plot saved to {args.plot}", file=sys.stderr)
+    return 0

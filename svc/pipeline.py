@@ -1,0 +1,208 @@
+"""The conversion pipeline: one mono recording in, the same performance in another voice out.
+
+decode (caller) -> slice on silence -> per voiced piece: pad, resample to the model rate, F0,
+content features, volume, synthesis, enhancement, loudness mix, trim -> crossfade -> output.
+
+The steps and their numbers follow so-vits-svc 4.1's ``Svc.slice_inference``/``Svc.infer``; the
+deliberate differences (each a fix of a reference bug) are listed in the README:
+no PCM-16 round trip of every chunk, crossfade lengths applied at the rate of the audio they cut,
+a fresh resampler for every rate, an output exactly as long as the input, and very long voiced
+stretches cut into bounded pieces so memory does not grow with the song.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .audio import resample
+from .crossfade import CrossfadePlan, split_for_clip, stitch_pieces
+from .features import repeat_expand
+from .options import ConvertOptions
+from .slicer import Chunk, slice_audio
+from .volume import change_rms, extract_volume
+
+Progress = Callable[[float, str], None]
+
+# A voiced stretch longer than this is cut into pieces (with a crossfade) even when the user
+# asked for no clipping: every model and encoder input then has a bounded size, so memory does
+# not grow with the song.  so-vits-svc itself would process the whole stretch at once.
+AUTO_CLIP_SECONDS = 30.0
+AUTO_CROSSFADE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class F0Track:
+    """The F0 of one synthesised piece, for plots.
+
+    Frame ``j`` lies at ``start + j * hop_seconds`` seconds of the input.  Unvoiced frames are 0.
+    """
+
+    start: float
+    hop_seconds: float
+    source: np.ndarray  # predicted from the input, before transpose
+    target: np.ndarray  # what the model was driven with (transposed, or predicted by auto F0)
+
+    def times(self) -> np.ndarray:
+        return self.start + self.hop_seconds * np.arange(len(self.source))
+
+
+@dataclass
+class ConversionResult:
+    """Audio at ``sampling_rate`` plus what the UI shows about how it was made."""
+
+    audio: np.ndarray
+    sampling_rate: int
+    chunks: list[Chunk]
+    f0_tracks: list[F0Track] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sampling_rate
+
+
+@dataclass
+class SynthesisParts:
+    """What the pipeline needs from a loaded session (kept apart so the pipeline stays testable)."""
+
+    model: torch.nn.Module
+    sampling_rate: int
+    hop_length: int
+    unit_interpolate_mode: str
+    vol_embedding: bool
+    encoder: object  # svc.encoders.ContentEncoder
+    f0_predictor: object  # svc.f0 predictor with compute_f0_uv(wav) -> (f0, uv)
+    speaker_id: int
+    device: torch.device
+    enhancer: object | None = None  # svc.enhancer.Enhancer when options.enhance
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+
+def convert(
+    wav: np.ndarray,
+    sr: int,
+    options: ConvertOptions,
+    parts: SynthesisParts,
+    progress: Progress | None = None,
+) -> ConversionResult:
+    """Convert mono float audio ``wav`` at ``sr`` Hz; the result is at the model's rate."""
+    progress = progress or (lambda fraction, text: None)
+    clock = _Stopwatch()
+    target_sr = parts.sampling_rate
+    with clock.stage("slice"):
+        chunks = slice_audio(wav, sr, db_thresh=options.slice_db)
+    bounds = _target_bounds(chunks, sr, target_sr)
+    out = np.zeros(bounds[-1], dtype=np.float32)
+    voiced_total = sum(c.end - c.start for c in chunks if c.is_speech) or 1
+    voiced_done = 0
+    tracks: list[F0Track] = []
+    progress(0.0, "slicing done")
+    for index, chunk in enumerate(chunks):
+        if not chunk.is_speech:
+            continue  # silence stays silent: `out` is already zero there
+        plan = _clip_plan(options, chunk.end - chunk.start, sr)
+        pieces = split_for_clip(chunk.end - chunk.start, plan, sr)
+        rendered = []
+        for number, (start, end) in enumerate(pieces, 1):
+            text = f"chunk {index + 1}/{len(chunks)}" + (f", piece {number}/{len(pieces)}" if len(pieces) > 1 else "")
+            progress(voiced_done / voiced_total, text)
+            piece_audio, track = _convert_piece(
+                wav[chunk.start + start : chunk.start + end], sr, chunk.start + start, options, parts, clock
+            )
+            rendered.append(piece_audio)
+            tracks.append(track)
+            voiced_done += end - start
+        with clock.stage("crossfade"):
+            length = bounds[index + 1] - bounds[index]
+            out[bounds[index] : bounds[index + 1]] = stitch_pieces(rendered, plan, target_sr, length)
+    progress(1.0, "done")
+    return ConversionResult(out, target_sr, chunks, tracks, clock.totals)
+
+
+def _convert_piece(
+    piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch
+) -> tuple[np.ndarray, F0Track]:
+    """Synthesise one voiced piece: the body of so-vits-svc's ``Svc.infer`` (plus its padding)."""
+    target_sr, hop, device = parts.sampling_rate, parts.hop_length, parts.device
+    pad = int(sr * options.pad_seconds)
+    with clock.stage("resample"):
+        padded = np.concatenate([np.zeros(pad, np.float32), piece.astype(np.float32), np.zeros(pad, np.float32)])
+        wav = resample(torch.from_numpy(padded)[None], sr, target_sr)[0].numpy()
+    with clock.stage("f0"):
+        f0, uv = parts.f0_predictor.compute_f0_uv(wav)
+        source_f0 = np.asarray(f0, dtype=np.float32) * np.asarray(uv, dtype=np.float32)
+        f0_t = torch.as_tensor(f0, dtype=torch.float32, device=device)[None] * 2 ** (options.transpose / 12)
+        uv_t = torch.as_tensor(uv, dtype=torch.float32, device=device)[None]
+    with clock.stage("encoder"):
+        units = parts.encoder.encode(torch.from_numpy(wav), target_sr)
+        c = repeat_expand(units[0].to(device), f0_t.shape[1], parts.unit_interpolate_mode)[None]
+    vol = None
+    if parts.vol_embedding:
+        with clock.stage("volume"):
+            vol = extract_volume(torch.from_numpy(wav)[None], hop)[None].to(device)
+    with clock.stage("synthesis"):
+        sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
+        audio, f0_used = parts.model.infer(
+            c, f0_t, uv_t, sid,
+            noise_scale=options.noise_scale, seed=options.seed, predict_f0=options.auto_f0, vol=vol,
+        )
+        audio = audio[0, 0].float()
+    if options.enhance and parts.enhancer is not None:
+        with clock.stage("enhance"):
+            audio, _ = parts.enhancer.enhance(
+                audio[None], target_sr, f0_used[:, :, None].float(), hop, adaptive_key=options.enhancer_adaptive_key
+            )
+            audio = audio[0] if audio.dim() > 1 else audio
+    audio_np = audio.detach().cpu().numpy().astype(np.float32)
+    if options.loudness_mix != 1:
+        with clock.stage("loudness"):
+            audio_np = change_rms(wav, target_sr, audio_np, target_sr, options.loudness_mix)
+    trim = int(target_sr * options.pad_seconds)
+    if trim:
+        audio_np = audio_np[trim:-trim]
+    uv_np = uv_t[0].cpu().numpy()
+    track = F0Track(
+        start=(offset - pad) / sr,
+        hop_seconds=hop / target_sr,
+        source=source_f0,
+        target=f0_used[0].float().cpu().numpy() * uv_np,
+    )
+    return audio_np, track
+
+
+def _clip_plan(options: ConvertOptions, length: int, sr: int) -> CrossfadePlan:
+    """The user's forced chunking, or an automatic one for stretches too long to hold at once."""
+    if options.clip_seconds > 0:
+        return CrossfadePlan(options.clip_seconds, options.crossfade_seconds, options.crossfade_keep)
+    if length > AUTO_CLIP_SECONDS * sr:
+        return CrossfadePlan(AUTO_CLIP_SECONDS, AUTO_CROSSFADE_SECONDS, options.crossfade_keep)
+    return CrossfadePlan(0.0, 0.0, options.crossfade_keep)
+
+
+def _target_bounds(chunks: list[Chunk], sr: int, target_sr: int) -> list[int]:
+    """Chunk boundaries at the model rate; the last one is the whole output's length.
+
+    so-vits-svc rounds every chunk's length up on its own, so its output can be a few samples
+    longer than the input; rounding the boundaries instead keeps the total exact.
+    """
+    starts = [c.start for c in chunks] + [chunks[-1].end if chunks else 0]
+    return [math.ceil(s * target_sr / sr) for s in starts]
