@@ -203,3 +203,73 @@ def make_hubert_soft_file(path: str | Path, seed: int = 2, module_prefix: bool =
     stored = {("module." + k if module_prefix else k): v for k, v in sd.items()}
     torch.save(stored, path)
     return sd
+
+
+def dphubert_config() -> dict:
+    """A small pruned DPHuBERT ``config`` (wav2vec2_model kwargs): uneven conv channels, one layer
+    without attention, one without feed-forward, post-LN like DPHuBERT-sp0.75."""
+    return {
+        "extractor_mode": "group_norm",
+        "extractor_conv_layer_config": [[24, 10, 5], [32, 3, 2], [20, 3, 2], [32, 3, 2], [28, 3, 2],
+                                        [32, 2, 2], [30, 2, 2]],
+        "extractor_conv_bias": False, "encoder_embed_dim": 64, "encoder_projection_dropout": 0.1,
+        "encoder_pos_conv_kernel": 128, "encoder_pos_conv_groups": 16, "encoder_num_layers": 3,
+        "encoder_use_attention": [True, False, True], "encoder_use_feed_forward": [True, True, False],
+        "encoder_num_heads": [3, 0, 1], "encoder_head_dim": 16, "encoder_attention_dropout": 0.1,
+        "encoder_ff_interm_features": [96, 40, 0], "encoder_ff_interm_dropout": 0.0,
+        "encoder_dropout": 0.1, "encoder_layer_norm_first": False, "encoder_layer_drop": 0.05,
+        "aux_num_out": None, "normalize_waveform": False,
+        "extractor_prune_conv_channels": False, "encoder_prune_attention_heads": False,
+        "encoder_prune_attention_layer": False, "encoder_prune_feed_forward_intermediate": False,
+        "encoder_prune_feed_forward_layer": False,
+    }
+
+
+def dphubert_state(config: dict, seed: int = 3) -> dict[str, torch.Tensor]:
+    """A random state dict in DPHuBERT's torchaudio-style names for ``config``."""
+    gen = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    in_ch = 1
+    for i, (ch, k, _) in enumerate(config["extractor_conv_layer_config"]):
+        sd[f"feature_extractor.conv_layers.{i}.conv.weight"] = _rand(gen, ch, in_ch, k)
+        if i == 0:
+            w, b = _norm(gen, ch)
+            sd["feature_extractor.conv_layers.0.layer_norm.weight"] = w
+            sd["feature_extractor.conv_layers.0.layer_norm.bias"] = b
+        in_ch = ch
+    d, hd = config["encoder_embed_dim"], config["encoder_head_dim"]
+    sd["feature_extractor.dummy_weight"] = 1.0 + 0.2 * torch.randn(in_ch, generator=gen)
+    sd["encoder.feature_projection.layer_norm.weight"], sd["encoder.feature_projection.layer_norm.bias"] = \
+        _norm(gen, in_ch)
+    sd["encoder.feature_projection.projection.weight"] = _rand(gen, d, in_ch)
+    sd["encoder.feature_projection.projection.bias"] = _rand(gen, d, scale=0.1)
+    p = "encoder.transformer.pos_conv_embed.conv."
+    sd[p + "bias"] = _rand(gen, d, scale=0.1)
+    sd[p + "weight_g"] = 0.5 + torch.rand(1, 1, config["encoder_pos_conv_kernel"], generator=gen)
+    sd[p + "weight_v"] = _rand(gen, d, d // config["encoder_pos_conv_groups"], config["encoder_pos_conv_kernel"])
+    sd["encoder.transformer.layer_norm.weight"], sd["encoder.transformer.layer_norm.bias"] = _norm(gen, d)
+    for i in range(config["encoder_num_layers"]):
+        p = f"encoder.transformer.layers.{i}."
+        if config["encoder_use_attention"][i]:
+            width = config["encoder_num_heads"][i] * hd
+            for name in ("k_proj", "v_proj", "q_proj"):
+                sd[p + f"attention.{name}.weight"] = _rand(gen, width, d)
+                sd[p + f"attention.{name}.bias"] = _rand(gen, width, scale=0.1)
+            sd[p + "attention.out_proj.weight"] = _rand(gen, d, width)
+            sd[p + "attention.out_proj.bias"] = _rand(gen, d, scale=0.1)
+        sd[p + "layer_norm.weight"], sd[p + "layer_norm.bias"] = _norm(gen, d)
+        if config["encoder_use_feed_forward"][i]:
+            f = config["encoder_ff_interm_features"][i]
+            sd[p + "feed_forward.intermediate_dense.weight"] = _rand(gen, f, d)
+            sd[p + "feed_forward.intermediate_dense.bias"] = _rand(gen, f, scale=0.1)
+            sd[p + "feed_forward.output_dense.weight"] = _rand(gen, d, f)
+            sd[p + "feed_forward.output_dense.bias"] = _rand(gen, d, scale=0.1)
+        sd[p + "final_layer_norm.weight"], sd[p + "final_layer_norm.bias"] = _norm(gen, d)
+    return sd
+
+
+def make_dphubert_file(path: str | Path, seed: int = 3) -> dict[str, torch.Tensor]:
+    """A DPHuBERT-sp0.75.pth-style ``{"config", "state_dict"}`` file, small and pruned."""
+    sd = dphubert_state(dphubert_config(), seed)
+    torch.save({"config": dphubert_config(), "state_dict": sd}, path)
+    return sd

@@ -75,7 +75,7 @@ def load_fairseq_hubert(path: Path, what: str) -> HubertNet:
 
 def _fairseq_parts(ckpt: Any, path: Path, what: str) -> tuple[dict, dict]:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise WeightFileError(f"'{path}' is not {what}: {_describe(ckpt)}")
+        raise WeightFileError(f"'{path}' is not {what}: {describe_file(ckpt)}")
     cfg = ckpt.get("cfg")
     if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
         return cfg["model"], ckpt["model"]
@@ -85,7 +85,7 @@ def _fairseq_parts(ckpt: Any, path: Path, what: str) -> tuple[dict, dict]:
     raise WeightFileError(f"'{path}' is not {what}: it has no stored model config ('cfg' or 'args')")
 
 
-def _describe(obj: Any) -> str:
+def describe_file(obj: Any) -> str:
     """A short guess at what a loaded file is, for wrong-kind errors."""
     if not isinstance(obj, dict):
         return f"it holds a {type(obj).__name__}, not a checkpoint dict"

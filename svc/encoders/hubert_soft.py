@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightFileError
 from .base import ContentEncoder
-from .hubert import _describe, fold_pos_conv, load_state
+from .hubert import describe_file, fold_pos_conv, load_state
 from .hubert_net import HubertArch, HubertNet
 from .registry import EncoderSpec
 from .safe_pickle import load_weights
@@ -58,7 +58,7 @@ def load_hubert_soft(path: Path, spec: EncoderSpec) -> HubertSoftEncoder:
     state = load_weights(path, WHAT)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         hint = ("it is a hubert-soft v0.2 checkpoint; so-vits-svc uses the v0.1 file"
-                if isinstance(state, dict) and "hubert" in state else _describe(state))
+                if isinstance(state, dict) and "hubert" in state else describe_file(state))
         raise WeightFileError(f"'{path}' is not {WHAT}: {hint}")
     state = {k.removeprefix("module."): v.float() for k, v in state.items()}
     if "proj.weight" not in state or "feature_extractor.conv0.weight" not in state:
