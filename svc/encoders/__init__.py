@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -11,6 +12,8 @@ from .base import ContentEncoder
 from .registry import ENCODERS, EncoderSpec, get_spec, resolve_loader
 
 __all__ = ["ENCODERS", "ContentEncoder", "EncoderCache", "EncoderSpec", "load_encoder"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_encoder(
@@ -26,6 +29,9 @@ def load_encoder(
     spec = get_spec(name)
     path = require_weight_file(pretrain_dir, spec.filename, f"speech encoder '{name}'", spec.source)
     encoder = resolve_loader(spec)(path, spec)
+    if encoder.dim != spec.dim:
+        # Small test models do this; a real file that does is probably not the official one.
+        logger.warning("'%s' gives %d-dim features, but %s is %d-dim", path, encoder.dim, name, spec.dim)
     return _place(encoder.eval(), torch.device(device), half)
 
 

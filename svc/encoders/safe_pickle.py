@@ -4,7 +4,9 @@
 checkpoints also pickle a ``fairseq.data.dictionary.Dictionary`` (the label list, unused for
 inference) and, in older files, ``argparse.Namespace`` hyper-parameters.  We admit exactly
 those, as inert data: the Dictionary becomes a stand-in that only stores its attributes, and
-a Namespace is a plain attribute bag.  Any other global is refused.
+a Namespace is a plain attribute bag.  Any other global is refused.  omegaconf containers are
+not admitted: fairseq stores ``cfg`` via ``OmegaConf.to_container`` (plain dicts), and a pickled
+DictConfig would need a dozen omegaconf classes rebuilt.
 """
 
 from __future__ import annotations
