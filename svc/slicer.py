@@ -25,9 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Frames per block when computing the RMS: the temporary buffer holds about block * hop samples
-# (512 * 882 float64 ≈ 3.6 MB at 44.1 kHz), whatever the input length.
-_RMS_BLOCK_FRAMES = 512
+from .volume import frame_rms
 
 
 @dataclass(frozen=True)
@@ -73,34 +71,6 @@ def _frames(sr: int, db_thresh: float, min_length_ms: int, min_interval_ms: int,
         min_interval=round(min_interval / hop),
         max_sil_kept=round(sr * max_sil_kept_ms / 1000 / hop),
     )
-
-
-def frame_rms(wav: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
-    """Centred RMS per frame, equal to ``librosa.feature.rms(y=wav, ...)[0]`` (zero padding).
-
-    Frame ``t`` covers ``wav[t*hop - frame_length//2 : t*hop - frame_length//2 + frame_length]``
-    (zeros outside). Computed in blocks of frames from a strided view, so the extra memory is
-    ``O(block * frame_length)`` whatever the input length.
-    """
-    wav = np.asarray(wav)
-    if wav.ndim != 1:
-        raise ValueError(f"frame_rms expects a 1-D signal, got shape {wav.shape}")
-    half = frame_length // 2
-    n = wav.shape[0]
-    n_frames = 1 + (n + 2 * half - frame_length) // hop_length
-    out = np.empty(max(n_frames, 0), dtype=np.float64)
-    for first in range(0, n_frames, _RMS_BLOCK_FRAMES):
-        last = min(first + _RMS_BLOCK_FRAMES, n_frames)
-        # Sample range (in unpadded coordinates) that frames [first, last) touch.
-        lo = first * hop_length - half
-        hi = (last - 1) * hop_length - half + frame_length
-        seg = np.zeros(hi - lo, dtype=np.float64)
-        src_lo, src_hi = max(lo, 0), min(hi, n)
-        seg[src_lo - lo: src_hi - lo] = wav[src_lo:src_hi]
-        seg *= seg
-        windows = np.lib.stride_tricks.sliding_window_view(seg, frame_length)[::hop_length]
-        out[first:last] = windows.mean(axis=-1)
-    return np.sqrt(out)
 
 
 def _silence_tags(rms: np.ndarray, p: _Frames) -> list[tuple[int, int]]:

@@ -12,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from slicer_fixtures import cases  # noqa: E402
 
-from svc.slicer import Chunk, frame_rms, slice_audio  # noqa: E402
+from svc.slicer import Chunk, slice_audio  # noqa: E402
+from svc.volume import frame_rms  # noqa: E402
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "slicer_reference.json").read_text())
 CASES = cases()
