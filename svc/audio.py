@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio.transforms as T
 
 from .errors import AudioError
 
@@ -32,15 +32,18 @@ WRITE_FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Resample along the last axis the way so-vits-svc does.
+def resample(wav: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width: int = 6) -> torch.Tensor:
+    """Resample along the last axis exactly as so-vits-svc does.
 
-    so-vits-svc uses ``torchaudio.transforms.Resample(orig, new)`` with its defaults (Hann-windowed
-    sinc, width 6, rolloff 0.99); the functional form computes the same kernel.
+    so-vits-svc uses ``torchaudio.transforms.Resample(orig, new)`` (Hann-windowed sinc, width 6,
+    rolloff 0.99; the enhancer uses width 128). The transform computes its kernel in float64 and
+    stores it as float32, while ``torchaudio.functional.resample`` computes it in the input's dtype,
+    which differs by up to about 1e-5, so we build the transform (cheap) to get the same numbers.
     """
     if orig_sr == new_sr:
         return wav
-    return AF.resample(wav, int(orig_sr), int(new_sr))
+    transform = T.Resample(int(orig_sr), int(new_sr), lowpass_filter_width=lowpass_filter_width)
+    return transform.to(device=wav.device, dtype=wav.dtype)(wav)
 
 
 def _info(path: Path) -> sf._SoundFileInfo:

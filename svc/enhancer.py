@@ -23,8 +23,8 @@ import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as AF
 
+from .audio import resample
 from .enhancer_net import HifiganConfig, NsfGenerator, load_generator
 from .weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 
@@ -112,13 +112,13 @@ class Enhancer:
             raise ValueError("the enhancer needs at least one F0 frame")
         enh_sr, enh_hop = self.cfg.sampling_rate, self.cfg.hop_size
         work_sr = adaptive_sample_rate(enh_sr, adaptive_key)
-        work = AF.resample(audio, sr, work_sr, lowpass_filter_width=RESAMPLE_FILTER_WIDTH) if sr != work_sr else audio
+        work = resample(audio, sr, work_sr, RESAMPLE_FILTER_WIDTH)
         n_frames = work.shape[-1] // enh_hop + 1
         f0_work = retime_f0(f0_np, hop, sr, enh_hop, enh_sr, enh_sr / work_sr, n_frames)
         f0_t = torch.from_numpy(f0_work).float()[None].to(self.device)
         mel = self.mel(work)
         out = self.net(mel, f0_t[:, : mel.shape[-1]], generator).reshape(1, -1)
         if work_sr != sr:
-            out = AF.resample(out, work_sr, sr, lowpass_filter_width=RESAMPLE_FILTER_WIDTH)
+            out = resample(out, work_sr, sr, RESAMPLE_FILTER_WIDTH)
         out = out[0, : audio.shape[-1]]
         return F.pad(out, (0, audio.shape[-1] - out.shape[-1]))

@@ -181,3 +181,12 @@ def test_resample_identity_and_length() -> None:
     x = torch.randn(1, 16000)
     assert resample(x, 16000, 16000) is x
     assert resample(x, 16000, 44100).shape == (1, 44100)
+
+
+@pytest.mark.parametrize("orig, new, width", [(44100, 16000, 6), (32000, 16000, 6), (44100, 47000, 128)])
+def test_resample_is_exactly_the_reference_transform(orig: int, new: int, width: int) -> None:
+    # so-vits-svc calls torchaudio.transforms.Resample; functional.resample differs by ~1e-5.
+    import torchaudio.transforms as T
+
+    x = torch.randn(2, orig // 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(resample(x, orig, new, width), T.Resample(orig, new, lowpass_filter_width=width)(x))

@@ -33,7 +33,7 @@ def test_matches_reference_enhancer(enhancer: Enhancer, key: int) -> None:
     expected = REFERENCE[f"key{key}"]
     assert out.shape == (len(audio),)  # the reference's output is up to a hop shorter
     n = len(expected)
-    assert np.abs(out.numpy()[:n] - expected).max() < 1e-4
+    assert np.abs(out.numpy()[:n] - expected).max() < 1e-5  # measured 2.5e-7
     assert torch.all(out[n:] == 0)
     np.testing.assert_array_equal(f0, f0_before)  # the caller's F0 is left alone
 
