@@ -102,9 +102,18 @@ def read_audio(
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"Cannot decode '{path}' ({exc}); the file may be damaged, re-export it.") from exc
-    wav = np.ascontiguousarray(data.T)
+    # soundfile gives [N, channels]; avoid a second full-size copy where we can.
+    if data.shape[1] == 1:
+        wav = data[:, 0]
+    elif mono:
+        wav = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    else:
+        wav = np.ascontiguousarray(data.T)
+    del data
     _check_samples(path, wav, sr)
-    return (to_mono(wav) if mono else wav), int(sr)
+    if wav.ndim == 1 and not mono:
+        wav = wav[None, :]
+    return wav, int(sr)
 
 
 def audio_duration(path: str | os.PathLike[str]) -> float:

@@ -70,8 +70,11 @@ def test_mel_matches_nvstft_shape_and_floor() -> None:
     assert short.shape == (1, cfg.num_mels, 1)
 
 
-def test_fold_weight_norm() -> None:
-    conv = torch.nn.utils.weight_norm(torch.nn.Conv1d(3, 4, 5))
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
+@pytest.mark.parametrize("layer", [torch.nn.Conv1d(3, 4, 5), torch.nn.ConvTranspose1d(4, 3, 8, 4)])
+def test_fold_weight_norm(layer: torch.nn.Module) -> None:
+    # The old weight_norm is what wrote openvpi's files (weight_g / weight_v keys).
+    conv = torch.nn.utils.weight_norm(layer)
     folded = fold_weight_norm(conv.state_dict())
     assert set(folded) == {"weight", "bias"}
     torch.testing.assert_close(folded["weight"], conv.weight.detach())
