@@ -51,6 +51,8 @@ def extract_volume(wav: torch.Tensor, hop_size: int) -> torch.Tensor:
     if wav.dim() != 1:
         raise ValueError(f"extract_volume expects mono audio [N] or [1, N], got {tuple(wav.shape)}")
     n_frames = wav.shape[-1] // hop_size
+    if n_frames == 0:  # shorter than a hop: no frame (and too short to reflect-pad)
+        return wav.new_zeros(0, dtype=torch.float32)
     power = F.pad((wav.float() ** 2)[None, None], (hop_size // 2, (hop_size + 1) // 2), mode="reflect")[0, 0]
     return power[: n_frames * hop_size].reshape(n_frames, hop_size).mean(dim=1).sqrt()
 

@@ -36,6 +36,8 @@ def test_volume_is_centred_rms() -> None:
     assert got[t].item() == pytest.approx(seg.pow(2).mean().sqrt().item(), rel=1e-5)
     with pytest.raises(ValueError):
         extract_volume(torch.zeros(2, 1000), hop)
+    assert extract_volume(torch.ones(99), hop).shape == (0,)
+    assert extract_volume(torch.ones(100), hop).tolist() == [1.0]
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.3])
