@@ -5,7 +5,11 @@ The weight file is an official whisper checkpoint ``{'dims': {...}, 'model_state
 
 Whisper sees fixed windows of ``n_audio_ctx`` positions (1500 = 30 s).  Up to one window we do
 exactly what so-vits-svc does (pad to the window, encode, keep ``N // 320`` frames).  Longer input
-is encoded in overlapping windows and stitched; see ``plan_windows``.
+(the reference silently cuts it at 30 s) is encoded in full 30-s windows of real audio that
+overlap by 10 s: each window hands over to the next in the middle of the overlap, where both
+have 5 s of context on either side, with a 0.5-s linear cross-fade; see ``plan_windows``.
+All windows are cut from one log-Mel of the whole input, so they share its level normalisation
+and the 20 ms frame grid.
 """
 
 from __future__ import annotations
@@ -106,11 +110,28 @@ class AudioEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class Window:
-    """One encoder window over the output frames: it starts at ``start`` and supplies ``[keep_from, keep_to)``."""
+    """One encoder window over the output frames.
+
+    It starts at frame ``start`` and owns ``[keep_from, keep_to)``; around each hand-over it
+    is cross-faded with its neighbour over ``2 * half_fade`` frames.
+    """
 
     start: int
     keep_from: int
     keep_to: int
+
+    def weights(self, n_ctx: int, n_frames: int, half_fade: int) -> Tensor:
+        """Blend weight ``(n_ctx,)`` of each of this window's frames; neighbours' weights sum to 1."""
+        frames = torch.arange(self.start, self.start + n_ctx, dtype=torch.float32)
+        weight = torch.ones(n_ctx)
+        if half_fade == 0:
+            return ((frames >= self.keep_from) & (frames < self.keep_to)).float()
+        fade = 2 * half_fade
+        if self.keep_from > 0:
+            weight = weight * ((frames - self.keep_from + half_fade + 0.5) / fade).clamp(0.0, 1.0)
+        if self.keep_to < n_frames:
+            weight = weight * (1.0 - ((frames - self.keep_to + half_fade + 0.5) / fade).clamp(0.0, 1.0))
+        return weight
 
 
 def plan_windows(n_frames: int, n_ctx: int, context: int) -> list[Window]:
@@ -150,8 +171,13 @@ class WhisperPPG(ContentEncoder):
 
     @property
     def context_frames(self) -> int:
-        """Frames of context each side of a seam: 250 (5 s) for the 30-s window."""
+        """Frames of context each side of a hand-over: 250 (5 s) for the 30-s window."""
         return self.dims.n_audio_ctx // 6
+
+    @property
+    def half_fade_frames(self) -> int:
+        """Half the cross-fade at a hand-over: 12 frames (0.24 s) for the 30-s window."""
+        return self.dims.n_audio_ctx // 120
 
     def forward(self, wav16k: Tensor) -> Tensor:
         """``(1, N)`` float at 16 kHz -> ``(1, dim, N // 320)``."""
@@ -166,12 +192,12 @@ class WhisperPPG(ContentEncoder):
             return ppg.transpose(1, 2)
         # one Mel over everything, so all windows share the same level normalisation
         mel = log_mel_spectrogram(audio, self.mel_filters)
-        pieces = []
+        ppg = mel.new_zeros(1, n_frames, self.dim)
         for win in plan_windows(n_frames, n_ctx, self.context_frames):
             chunk = mel[None, :, 2 * win.start : 2 * (win.start + n_ctx)]
-            out = self.encoder(chunk)
-            pieces.append(out[:, win.keep_from - win.start : win.keep_to - win.start])
-        return torch.cat(pieces, dim=1).transpose(1, 2)
+            weight = win.weights(n_ctx, n_frames, self.half_fade_frames).to(mel.device)
+            ppg[:, win.start : win.start + n_ctx] += weight[:, None] * self.encoder(chunk)
+        return ppg.transpose(1, 2)
 
 
 def _expected(spec: EncoderSpec) -> str:
