@@ -127,9 +127,15 @@ def hf_wavlm(path: Path):
         activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0,
     )
     model = WavLMModel(config).eval()
-    layer_names = {"self_attn.grep_linear": "attention.gru_rel_pos_linear", "self_attn.grep_a": "attention.gru_rel_pos_const",
-                   "self_attn.relative_attention_bias": "attention.rel_attn_embed", "self_attn_layer_norm": "layer_norm",
-                   "self_attn.": "attention.", "fc1": "feed_forward.intermediate_dense", "fc2": "feed_forward.output_dense"}
+    layer_names = {
+        "self_attn.grep_linear": "attention.gru_rel_pos_linear",
+        "self_attn.grep_a": "attention.gru_rel_pos_const",
+        "self_attn.relative_attention_bias": "attention.rel_attn_embed",
+        "self_attn_layer_norm": "layer_norm",
+        "self_attn.": "attention.",
+        "fc1": "feed_forward.intermediate_dense",
+        "fc2": "feed_forward.output_dense",
+    }
     own_keys = set(model.state_dict())
     g_key = next(k for k in own_keys if "pos_conv_embed" in k and ("weight_g" in k or "original0" in k))
     v_key = next(k for k in own_keys if "pos_conv_embed" in k and ("weight_v" in k or "original1" in k))
@@ -227,7 +233,7 @@ def test_plan_windows_covers_once_with_context(n_frames):
     n_ctx, context = 150, 25
     windows = plan_windows(n_frames, n_ctx, context)
     assert windows[0].keep_from == 0 and windows[-1].keep_to == n_frames
-    for prev, nxt in zip(windows, windows[1:]):
+    for prev, nxt in zip(windows[:-1], windows[1:], strict=True):
         assert prev.keep_to == nxt.keep_from
     for i, w in enumerate(windows):
         assert 0 <= w.start and w.start + n_ctx <= max(n_frames, n_ctx)
