@@ -309,12 +309,13 @@ def test_wavlm_prenorm_layer_norm_extractor_matches_transformers(tmp_path):
     assert (run(model, wav) - want).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("samples", [400, 8000, 16000, 48000])
+@pytest.mark.parametrize("samples", [50, 399, 400, 719, 720, 8000, 16000, 48000])
 def test_wavlm_frame_count_and_determinism(wavlm, samples):
     wav = speech_like(samples / 16000, seed=13)
     out = run(wavlm, wav)
     # conv stack: 10/5 then six stride-2 layers -> frames = floor((N - 400) / 320) + 1
-    assert out.shape == (1, 64, (samples - 400) // 320 + 1)
+    assert wavlm.receptive_field == 400
+    assert out.shape == (1, 64, max(0, (samples - 400) // 320 + 1))
     assert torch.equal(out, run(wavlm, wav))
 
 
@@ -368,6 +369,7 @@ def test_contentvec_like_file_is_rejected_by_both(tmp_path):
         with pytest.raises(WeightFileError) as err:
             loader(path, spec)
         assert str(path) in str(err.value) and spec.filename in str(err.value)
+        assert "contains the Python class" in str(err.value) and "_FakeDictionary" in str(err.value)
 
 
 def test_plain_file_of_the_wrong_kind(tmp_path, whisper_file, wavlm_file):
@@ -398,6 +400,7 @@ def test_corrupt_files(tmp_path, whisper_file, damage):
     with pytest.raises(WeightFileError) as err:
         load_whisper_ppg(path, WHISPER_SPEC)
     assert str(path) in str(err.value) and "medium.pt" in str(err.value)
+    assert ("does not exist" if damage == "missing" else "damaged, truncated") in str(err.value)
 
 
 def test_mismatched_tensors_are_named(tmp_path):
@@ -415,3 +418,14 @@ def test_mismatched_tensors_are_named(tmp_path):
     torch.save(bad_dims, tmp_path / "dims.pt")
     with pytest.raises(WeightFileError, match="dims"):
         load_whisper_ppg(tmp_path / "dims.pt", WHISPER_SPEC)
+
+
+def test_half_precision_models_return_float32(short_whisper, wavlm):
+    import copy
+
+    for model, seconds in ((short_whisper, 4.0), (wavlm, 1.0)):
+        wav = speech_like(seconds, seed=15)
+        full = run(model, wav)
+        half = run(copy.deepcopy(model).half(), wav)
+        assert half.dtype == torch.float32 and half.shape == full.shape
+        assert (half - full).abs().max() < 0.05

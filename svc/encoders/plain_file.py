@@ -8,6 +8,7 @@ checkpoint given under the wrong name, a truncated download, a text file) become
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,16 +27,20 @@ def load_plain_file(path: Path, expected: str) -> dict:
         raise WeightFileError(f"{path} does not exist; expected {expected}.") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             OSError, AttributeError, KeyError, IndexError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightFileError(
-            f"{path} is not a readable weight file of the right kind ({reason[:200]}); "
-            f"expected {expected}."
-        ) from None
+        raise WeightFileError(f"{path} cannot be used: {_reason(exc)}; expected {expected}.") from None
     if not isinstance(data, Mapping):
         raise WeightFileError(
             f"{path} holds a {type(data).__name__}, not a dict; expected {expected}."
         )
     return dict(data)
+
+
+def _reason(exc: Exception) -> str:
+    """Say in a few words why torch could not read a file (torch's own text suggests unsafe loading)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return f"it contains the Python class {found.group(1)}, so it is a different kind of checkpoint"
+    return "it is damaged, truncated or not a PyTorch weight file (download it again)"
 
 
 def require_keys(data: Mapping, keys: Iterable[str], path: Path, expected: str) -> None:

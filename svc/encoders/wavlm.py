@@ -288,15 +288,27 @@ class WavLM(ContentEncoder):
         self.mask_emb = nn.Parameter(torch.zeros(cfg.encoder_embed_dim))
         self.encoder = TransformerEncoder(cfg)
 
+    @property
+    def receptive_field(self) -> int:
+        """Samples that make one output frame (400 for the usual conv spec)."""
+        field = 1
+        for _, kernel, stride in reversed(self.cfg.conv_layers()):
+            field = (field - 1) * stride + kernel
+        return field
+
     def forward(self, wav16k: Tensor) -> Tensor:
-        """``(1, N)`` float at 16 kHz -> ``(1, dim, frames)``."""
+        """``(1, N)`` float at 16 kHz -> ``(1, dim, frames)``, frames = (N - 400) // 320 + 1."""
         wav = wav16k.reshape(1, -1).float()
         if self.cfg.normalize:
             wav = F.layer_norm(wav, wav.shape[-1:])
+        if wav.shape[-1] < self.receptive_field:
+            # shorter than one frame: no frames (the conv stack would fail)
+            return wav.new_zeros(1, self.dim, 0)
+        wav = wav.to(self.layer_norm.weight.dtype)  # a half-precision model gets half input
         features = self.layer_norm(self.feature_extractor(wav).transpose(1, 2))
         if self.post_extract_proj is not None:
             features = self.post_extract_proj(features)
-        return self.encoder(features).transpose(1, 2)
+        return self.encoder(features).transpose(1, 2).float()
 
 
 def _expected(spec: EncoderSpec) -> str:

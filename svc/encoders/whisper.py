@@ -187,17 +187,22 @@ class WhisperPPG(ContentEncoder):
         window_samples = n_ctx * SAMPLES_PER_TOKEN
         if audio.shape[0] <= window_samples:
             # the reference: pad to one full window, encode, keep N // 320 frames
-            mel = log_mel_spectrogram(pad_or_trim(audio, window_samples), self.mel_filters)
-            ppg = self.encoder(mel[None])[:, :n_frames]
+            mel = log_mel_spectrogram(pad_or_trim(audio, window_samples), self.mel_filters.float())
+            ppg = self._encode(mel)[:, :n_frames]
             return ppg.transpose(1, 2)
         # one Mel over everything, so all windows share the same level normalisation
-        mel = log_mel_spectrogram(audio, self.mel_filters)
+        mel = log_mel_spectrogram(audio, self.mel_filters.float())
         ppg = mel.new_zeros(1, n_frames, self.dim)
         for win in plan_windows(n_frames, n_ctx, self.context_frames):
-            chunk = mel[None, :, 2 * win.start : 2 * (win.start + n_ctx)]
+            chunk = mel[:, 2 * win.start : 2 * (win.start + n_ctx)]
             weight = win.weights(n_ctx, n_frames, self.half_fade_frames).to(mel.device)
-            ppg[:, win.start : win.start + n_ctx] += weight[:, None] * self.encoder(chunk)
+            ppg[:, win.start : win.start + n_ctx] += weight[:, None] * self._encode(chunk)
         return ppg.transpose(1, 2)
+
+    def _encode(self, mel: Tensor) -> Tensor:
+        """Log-Mel ``(n_mels, 2T)`` (always float32) -> float32 ``(1, T, dim)`` in the model's dtype inside."""
+        dtype = self.encoder.conv1.weight.dtype
+        return self.encoder(mel[None].to(dtype)).float()
 
 
 def _expected(spec: EncoderSpec) -> str:
