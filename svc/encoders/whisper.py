@@ -7,7 +7,7 @@ Whisper sees fixed windows of ``n_audio_ctx`` positions (1500 = 30 s).  Up to on
 exactly what so-vits-svc does (pad to the window, encode, keep ``N // 320`` frames).  Longer input
 (the reference silently cuts it at 30 s) is encoded in full 30-s windows of real audio that
 overlap by 10 s: each window hands over to the next in the middle of the overlap, where both
-have 5 s of context on either side, with a 0.5-s linear cross-fade; see ``plan_windows``.
+have 5 s of context on either side, with a linear cross-fade over 24 frames (about 0.5 s); see ``plan_windows``.
 All windows are cut from one log-Mel of the whole input, so they share its level normalisation
 and the 20 ms frame grid.
 """
@@ -123,10 +123,11 @@ class Window:
     def weights(self, n_ctx: int, n_frames: int, half_fade: int) -> Tensor:
         """Blend weight ``(n_ctx,)`` of each of this window's frames; neighbours' weights sum to 1."""
         frames = torch.arange(self.start, self.start + n_ctx, dtype=torch.float32)
-        weight = torch.ones(n_ctx)
         if half_fade == 0:
             return ((frames >= self.keep_from) & (frames < self.keep_to)).float()
+        # complementary linear ramps centred on each hand-over frame
         fade = 2 * half_fade
+        weight = torch.ones(n_ctx)
         if self.keep_from > 0:
             weight = weight * ((frames - self.keep_from + half_fade + 0.5) / fade).clamp(0.0, 1.0)
         if self.keep_to < n_frames:
