@@ -56,6 +56,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "4.0": {},
 }
 
+FRAMES = 20  # frames of the parity inputs
+# parity case (tests/data/reference_<case>.npy) -> (fixture variant, predict_f0, pass vol)
+PARITY_CASES: dict[str, tuple[str, bool, bool]] = {
+    "4.1": ("4.1", False, False),
+    "4.1_predict_f0": ("4.1", True, False),
+    "vol_embedding": ("vol_embedding", False, True),
+    "depthwise": ("depthwise", False, False),
+    "flow_share": ("flow_share", False, False),
+    "n_flow_layer_3": ("n_flow_layer_3", False, False),
+    "no_auto_f0": ("no_auto_f0", False, False),
+    "transformer_flow": ("transformer_flow", False, False),
+    "transformer_flow_share": ("transformer_flow_share", False, False),
+    "snake": ("snake", False, False),
+    "tiny": ("tiny", False, True),
+    "resblock2": ("resblock2", False, False),
+    "4.0": ("4.0", False, False),
+    "4.0_predict_f0": ("4.0", True, False),
+}
+
 
 def small_config(variant: str = "4.1", speakers: tuple[str, ...] = SPEAKERS, **model_overrides: Any) -> dict:
     """The config.json dict of a small model of ``variant`` with ``speakers`` (ids in order)."""
@@ -172,7 +191,7 @@ def make_checkpoint(directory: str | Path, variant: str = "4.1", *, speakers: tu
     return directory
 
 
-def make_inputs(cfg: dict, frames: int = 20, seed: int = 7) -> dict[str, torch.Tensor]:
+def make_inputs(cfg: dict, frames: int = FRAMES, seed: int = 7) -> dict[str, torch.Tensor]:
     """Deterministic ``infer`` inputs: content, an f0 contour (one unvoiced run, one frame above
     the 1103 Hz coarse-pitch edge), uv, speaker 1 and a volume curve."""
     gen = torch.Generator().manual_seed(seed)

@@ -27,28 +27,10 @@ DATA = Path(__file__).resolve().parent
 sys.path.insert(0, str(DATA.parent))  # tests/ for model_fixtures
 sys.path.insert(0, str(DATA.parent.parent))  # the project root for svc
 
-from model_fixtures import make_checkpoint, make_inputs  # noqa: E402
+from model_fixtures import FRAMES, PARITY_CASES, make_checkpoint, make_inputs  # noqa: E402
 
 SEED = 52468
 NOISE_SCALE = 0.4
-FRAMES = 20
-# case name -> (fixture variant, predict_f0, use vol)
-CASES = {
-    "4.1": ("4.1", False, False),
-    "4.1_predict_f0": ("4.1", True, False),
-    "vol_embedding": ("vol_embedding", False, True),
-    "depthwise": ("depthwise", False, False),
-    "flow_share": ("flow_share", False, False),
-    "n_flow_layer_3": ("n_flow_layer_3", False, False),
-    "no_auto_f0": ("no_auto_f0", False, False),
-    "transformer_flow": ("transformer_flow", False, False),
-    "transformer_flow_share": ("transformer_flow_share", False, False),
-    "snake": ("snake", False, False),
-    "tiny": ("tiny", False, True),
-    "resblock2": ("resblock2", False, False),
-    "4.0": ("4.0", False, False),
-    "4.0_predict_f0": ("4.0", True, False),
-}
 _REFERENCE_MODULES = ("models", "modules", "utils", "vdecoder", "hubert", "inference")
 _imported_paths: list[str] = []
 
@@ -99,7 +81,7 @@ def main() -> None:
             if not refs[version]:
                 continue
             ref_models = import_reference(refs[version])
-            for case, (variant, predict_f0, use_vol) in CASES.items():
+            for case, (variant, predict_f0, use_vol) in PARITY_CASES.items():
                 if (variant == "4.0") != (version == "4.0"):
                     continue
                 audio, f0 = run_case(ref_models, variant, predict_f0, use_vol, Path(tmp))
