@@ -157,7 +157,8 @@ def reconcile(state: dict[str, torch.Tensor], config: ModelConfig, path: Path) -
 
 def _encoder_hint(ssl_dim: int) -> str:
     if ssl_dim == 256:
-        return 'this looks like a 4.0 model: set "speech_encoder": "vec256l9" and "ssl_dim": 256 in the config'
+        return ('this looks like a 4.0 model: set "speech_encoder": "vec256l9" and "ssl_dim": 256 in the config '
+                '(or "hubertsoft" if it was trained with HuBERT-Soft)')
     names = [name for name, spec in ENCODERS.items() if spec.dim == ssl_dim]
     if names:
         return f'set "ssl_dim": {ssl_dim} and "speech_encoder" to one of {", ".join(names)}'
