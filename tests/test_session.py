@@ -126,3 +126,9 @@ def test_set_device(session):
     if not torch.cuda.is_available():
         with pytest.raises(OptionsError, match="CUDA is not available"):
             session.set_device("cuda")
+
+
+def test_describe_reads_the_config_only(tmp_path):
+    model_dir = make_checkpoint(tmp_path / "m")
+    (model_dir / "G_100.pth").write_bytes(b"not read by describe")
+    assert describe_model_dir(model_dir).speakers == ("alice", "bob", "carol")
