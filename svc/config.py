@@ -83,7 +83,7 @@ class ModelConfig:
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors add a BOM
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"'{path}' is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); fix the syntax"

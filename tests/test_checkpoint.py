@@ -235,3 +235,9 @@ def test_wrong_channel_size(tmp_path):
     _edit_config(model_dir, lambda c: c["model"].update(filter_channels=96))
     with pytest.raises(CheckpointError, match="with other shapes .*check the channel sizes"):
         _load(model_dir)
+
+
+def test_config_with_byte_order_mark(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(small_config()).encode())
+    assert ModelConfig.from_json(path).speakers == ["alice", "bob", "carol"]
