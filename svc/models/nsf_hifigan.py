@@ -9,6 +9,7 @@ another excitation source (``source``), e.g. for a mel vocoder.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -135,11 +136,29 @@ class NsfHifiGan(nn.Module):
             self.snake_post = SnakeAlias(c_out)
         if gin_channels:
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
+        self.compute_dtype = torch.float32
+        self.fast = True  # False: the plain module-by-module forward (for comparisons)
+        self._plan: _Plan | None = None  # weights arranged for _forward_fast, rebuilt when they change
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """``x (B, in, T)``, ``f0 (B, T)`` Hz, ``g (B, gin, 1|T)`` -> audio ``(B, 1, T*upp)`` in [-1, 1]."""
+        """``x (B, in, T)``, ``f0 (B, T)`` Hz, ``g (B, gin, 1|T)`` -> audio ``(B, 1, T*upp)`` in [-1, 1].
+
+        The excitation is always computed in float32 (its phase needs the precision); the
+        upsampler runs in ``self.compute_dtype`` (float32 unless ``set_precision`` chose less).
+        """
         har_source = self.m_source(f0, self.upp, generator)
+        if self.snake or not self.fast:
+            return self._forward_modules(x, har_source, g)
+        return self._forward_fast(x, har_source, g)
+
+    def set_precision(self, dtype: torch.dtype) -> None:
+        """Run the upsampler in ``dtype`` (float32, bfloat16 or float16); weights stay float32."""
+        self.compute_dtype = dtype
+        self._plan = None
+
+    def _forward_modules(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        """The plain module-by-module forward (snake vocoders, float32 only)."""
         x = self.conv_pre(x)
         if g is not None:
             x = x + self.cond(g)
@@ -154,3 +173,105 @@ class NsfHifiGan(nn.Module):
         # The reference's final activation uses leaky_relu's default slope 0.01, not 0.1.
         x = self.snake_post(x) if self.snake else F.leaky_relu(x)
         return torch.tanh(self.conv_post(x))
+
+    def _forward_fast(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        """The same computation as ``_forward_modules`` for leaky-ReLU vocoders, arranged for speed.
+
+        Signals are ``(B, C, 1, T)`` channels-last tensors, so oneDNN convolves them without
+        reordering every input and output; the first activation of a stage is shared by its
+        resblocks; activations and residual sums happen in place; and the resblock average's
+        ``/ num_kernels`` is folded into the next layer's weights (leaky ReLU is positively
+        homogeneous).  Results equal the plain forward up to float rounding.
+        """
+        plan = self._get_plan(x.device)
+        dtype = plan.dtype
+        har = _as_2d(har_source.to(dtype))
+        x = _conv(_as_2d(x.to(dtype)), plan.pre, padding=3)
+        if g is not None:
+            x = x + _as_2d(self.cond(g).to(dtype))
+        for i, (up, noise, stride) in enumerate(zip(plan.ups, plan.noise, self._noise_strides, strict=True)):
+            up_conv = self.ups[i]
+            x = F.conv_transpose2d(F.leaky_relu(x, LRELU_SLOPE), up[0], up[1], stride=(1, up_conv.stride[0]),
+                                   padding=(0, up_conv.padding[0]))
+            x = x.add_(_conv(har, noise, stride=stride[0], padding=stride[1]))
+            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            first_act = F.leaky_relu(x, LRELU_SLOPE)
+            total = None
+            for block, weights in zip(blocks, plan.resblocks[i], strict=True):
+                y = _resblock_fast(block, weights, x, first_act)
+                total = y if total is None else total.add_(y)
+            x = total
+        x = _conv(F.leaky_relu(x), plan.post, padding=3)
+        return torch.tanh(x)[:, :, 0].float()
+
+    def _get_plan(self, device: torch.device) -> _Plan:
+        dtype = getattr(self, "compute_dtype", torch.float32)
+        key = (dtype, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        plan = getattr(self, "_plan", None)
+        if plan is None or plan.key != key:
+            plan = _Plan.build(self, dtype, key)
+            self._plan = plan
+        return plan
+
+    @property
+    def _noise_strides(self) -> list[tuple[int, int]]:
+        return [(conv.stride[0], conv.padding[0]) for conv in self.noise_convs]
+
+
+def _as_2d(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, T)`` -> ``(B, C, 1, T)`` channels-last (a copy only when the layout differs)."""
+    return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def _conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor | None], stride: int = 1, padding: int = 0,
+          dilation: int = 1) -> torch.Tensor:
+    return F.conv2d(x, wb[0], wb[1], stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
+
+
+def _resblock_fast(block: ResBlock, weights: list, x: torch.Tensor, first_act: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` on 2-D channels-last tensors, with the block's first activation given."""
+    if block.kind == "1":
+        for j, ((w1, w2), c1) in enumerate(zip(weights, block.convs1, strict=True)):
+            act = first_act if j == 0 else F.leaky_relu(x, LRELU_SLOPE)
+            xt = F.leaky_relu_(_conv(act, w1, padding=c1.padding[0], dilation=c1.dilation[0]), LRELU_SLOPE)
+            x = _conv(xt, w2, padding=block.convs2[j].padding[0]).add_(x)
+    else:
+        for j, (w, conv) in enumerate(zip(weights, block.convs, strict=True)):
+            act = first_act if j == 0 else F.leaky_relu(x, LRELU_SLOPE)
+            x = _conv(act, w, padding=conv.padding[0], dilation=conv.dilation[0]).add_(x)
+    return x
+
+
+@dataclass
+class _Plan:
+    """The decoder's weights as ``(B, C, 1, T)`` convolutions in one dtype (views when float32)."""
+
+    key: tuple
+    dtype: torch.dtype
+    pre: tuple
+    ups: list
+    noise: list
+    resblocks: list
+    post: tuple
+
+    @classmethod
+    def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
+        def wb(conv: nn.Module, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+            weight = conv.weight if scale == 1.0 else conv.weight * scale
+            bias = None if conv.bias is None else conv.bias.to(dtype)
+            return weight.unsqueeze(2).to(dtype), bias
+
+        # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
+        scale = 1.0 / dec.num_kernels
+        ups = [wb(up, 1.0 if i == 0 else scale) for i, up in enumerate(dec.ups)]
+        resblocks = []
+        for i in range(len(dec.ups)):
+            stage = []
+            for block in dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels]:
+                if block.kind == "1":
+                    stage.append([(wb(c1), wb(c2)) for c1, c2 in zip(block.convs1, block.convs2, strict=True)])
+                else:
+                    stage.append([wb(c) for c in block.convs])
+            resblocks.append(stage)
+        return cls(key=key, dtype=dtype, pre=wb(dec.conv_pre), ups=ups,
+                   noise=[wb(n) for n in dec.noise_convs], resblocks=resblocks, post=wb(dec.conv_post, scale))
