@@ -3,6 +3,11 @@
 Post-processing follows so-vits-svc's ``CrepePitchExtractor``: Viterbi decoding in batches of
 1024 frames, periodicity median-filtered over 3 frames, frames quieter than -60 dB(A) unvoiced,
 periodicity below ``threshold`` unvoiced, then a 3-frame mean over the voiced neighbours.
+
+One deliberate difference: torchcrepe dithers each decoded bin by triangular noise of +-20 cents
+drawn from NumPy's global generator, so so-vits-svc's crepe F0 changes from run to run.  We draw
+the same noise from a generator seeded per call (``DITHER_SEED``), so equal input gives equal F0;
+seeding NumPy's global generator with ``DITHER_SEED`` before each reference call reproduces ours.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from .neural import NeuralF0Predictor
 CREPE_RATE = 16000
 BATCH_FRAMES = 1024  # Viterbi restarts at every batch, so this is part of the result
 SILENCE_DB = -60.0
+CENTS_PER_BIN = 20.0
+CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 above 10 Hz
+VITERBI_REACH = 12  # bins a step may move, with linearly falling probability
+DITHER_SEED = 0
 
 
 def load_crepe(capacity: str, device: str) -> torch.nn.Module:
@@ -62,17 +71,17 @@ class CrepeF0Predictor(NeuralF0Predictor):
         return _mean3_voiced(pitch)
 
     def _decode(self, audio: torch.Tensor, hop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame pitch (Hz, dithered) and periodicity, Viterbi-decoded per batch."""
         import torchcrepe
 
+        rng = np.random.RandomState(DITHER_SEED)
         pitches, periodicities = [], []
         for frames in torchcrepe.preprocess(audio, CREPE_RATE, hop, BATCH_FRAMES, self.device, pad=True):
-            probabilities = self._model(frames).reshape(1, -1, torchcrepe.PITCH_BINS).transpose(1, 2)
-            pitch, periodicity = torchcrepe.postprocess(
-                probabilities, F0_MIN, F0_MAX, torchcrepe.decode.viterbi, return_periodicity=True
-            )
-            pitches.append(pitch[0].cpu())
-            periodicities.append(periodicity[0].cpu())
-        return torch.cat(pitches).numpy().copy(), torch.cat(periodicities).numpy().copy()
+            salience = self._model(frames).cpu().numpy()  # (frames, 360)
+            bins, periodicity = _viterbi_bins(salience)
+            pitches.append(_bins_to_hz(bins, rng))
+            periodicities.append(periodicity)
+        return np.concatenate(pitches), np.concatenate(periodicities)
 
 
 class TinyCrepeF0Predictor(CrepeF0Predictor):
@@ -80,6 +89,33 @@ class TinyCrepeF0Predictor(CrepeF0Predictor):
 
     name = "crepe-tiny"
     capacity = "tiny"
+
+
+def _viterbi_bins(salience: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi path through the allowed bins (F0_MIN..F0_MAX) and the salience on it."""
+    import librosa
+
+    n_bins = salience.shape[1]
+    cents = 1200 * np.log2(np.array([F0_MIN, F0_MAX], dtype=np.float32) / 10.0)
+    low = int(np.floor((cents[0] - CENTS_OFFSET) / CENTS_PER_BIN))
+    high = int(np.ceil((cents[1] - CENTS_OFFSET) / CENTS_PER_BIN))
+    logits = np.full_like(salience, -np.inf)
+    logits[:, low:high] = salience[:, low:high]
+    probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    distance = np.abs(np.arange(n_bins)[:, None] - np.arange(n_bins)[None, :])
+    transition = np.maximum(VITERBI_REACH - distance, 0).astype(np.float64)
+    transition /= transition.sum(axis=1, keepdims=True)
+    bins = librosa.sequence.viterbi(probabilities.T, transition).astype(np.int64)
+    return bins, np.take_along_axis(logits, bins[:, None], axis=1)[:, 0]
+
+
+def _bins_to_hz(bins: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Bin centres in Hz plus torchcrepe's triangular +-20 cent dither (from ``rng``)."""
+    from scipy.stats import triang
+
+    dither = triang.rvs(c=0.5, loc=-CENTS_PER_BIN, scale=2 * CENTS_PER_BIN, size=bins.shape, random_state=rng)
+    cents = (CENTS_PER_BIN * torch.from_numpy(bins) + CENTS_OFFSET) + torch.from_numpy(dither).float()
+    return (10 * 2 ** (cents / 1200)).numpy()
 
 
 def _median3_edges_min(x: np.ndarray) -> np.ndarray:
