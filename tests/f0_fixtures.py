@@ -82,16 +82,17 @@ def rmvpe_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     """
     from svc.f0.rmvpe_net import ResidualConv, RmvpeNet
 
-    state = dict(RmvpeNet().state_dict())
-    for i, width in enumerate((16, 32, 64, 128, 256)):
-        for key, value in ResidualConv(width, width).state_dict().items():
-            state[f"unet.tf.layers.{i}.{key}"] = value
+    with torch.device("meta"):  # shapes only: skip the default initialisation
+        state = dict(RmvpeNet().state_dict())
+        for i, width in enumerate((16, 32, 64, 128, 256)):
+            for key, value in ResidualConv(width, width).state_dict().items():
+                state[f"unet.tf.layers.{i}.{key}"] = value
     generator = torch.Generator().manual_seed(seed)
     out = {}
     for key in sorted(state):
         value = state[key]
         if not value.is_floating_point():
-            out[key] = value.clone()
+            out[key] = torch.zeros(value.shape, dtype=value.dtype)  # num_batches_tracked
             continue
         noise = torch.randn(value.shape, generator=generator)
         if key.endswith("running_var"):

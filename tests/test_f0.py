@@ -24,7 +24,6 @@ from f0_fixtures import (  # noqa: E402
     make_rmvpe_file,
     pure_sine,
     reference_signal,
-    rmvpe_state_dict,
     steady,
     tone,
     vibrato,
@@ -34,6 +33,7 @@ from f0_fixtures import (  # noqa: E402
 from svc.errors import OptionsError, WeightFileError  # noqa: E402
 from svc.f0 import F0_PREDICTORS, F0PredictorCache, get_f0_predictor, interpolate_unvoiced, transpose_f0  # noqa: E402
 from svc.f0.base import fit_length, resize_linear_voiced  # noqa: E402
+from svc.f0.rmvpe import load_rmvpe  # noqa: E402
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "f0_reference.npz")
 EDGE = 4  # frames at each end where analysis windows overhang the signal
@@ -41,7 +41,7 @@ EDGE = 4  # frames at each end where analysis windows overhang the signal
 # Tolerances in cents on voiced frames (median, 95th percentile), from measurements with margin.
 # Glide and vibrato errors include each method's frame-time convention (a few ms of lag).
 TOLERANCES = {
-    "pm": (5, 30),
+    "pm": (10, 30),
     "dio": (10, 40),
     "harvest": (10, 40),
     "crepe-tiny": (15, 40),
@@ -249,17 +249,21 @@ def test_rmvpe_missing_file_names_file_folder_and_source(tmp_path):
     assert "rmvpe.pt" in message and str(tmp_path) in message and "https://github.com/yxlllc/RMVPE" in message
 
 
-def test_rmvpe_network_matches_reference(rmvpe_dir):
-    p = get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=rmvpe_dir)
+@pytest.fixture(scope="module")
+def rmvpe(rmvpe_dir):
+    return get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=rmvpe_dir)
+
+
+def test_rmvpe_network_matches_reference(rmvpe):
     with torch.inference_mode():
-        salience = p.salience(RMVPE_WAV).numpy()
+        salience = rmvpe.salience(RMVPE_WAV).numpy()
     assert salience.shape == REFERENCE["rmvpe_salience"].shape == (101, 360)
     assert np.abs(salience - REFERENCE["rmvpe_salience"]).max() <= 1e-4
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.97])
-def test_rmvpe_f0_matches_reference(rmvpe_dir, threshold):
-    p = get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, threshold=threshold, pretrain_dir=rmvpe_dir)
+def test_rmvpe_f0_matches_reference(rmvpe, threshold):
+    p = rmvpe.with_settings(hop_length=HOP, sampling_rate=SR, threshold=threshold)
     f0, uv = p.compute_f0_uv(RMVPE_WAV)
     assert f0.shape == (len(RMVPE_WAV) // HOP,)
     np.testing.assert_allclose(f0, REFERENCE[f"rmvpe_thr{threshold}_f0"], atol=1e-3, rtol=0)
@@ -267,18 +271,18 @@ def test_rmvpe_f0_matches_reference(rmvpe_dir, threshold):
     np.testing.assert_array_equal(f0, p.compute_f0(RMVPE_WAV))  # deterministic
 
 
-def test_rmvpe_accepts_bare_state_dict_and_rejects_other_files(tmp_path, rmvpe_dir):
-    bare = make_rmvpe_file(tmp_path / "bare" / "rmvpe.pt", official=False)
-    a = get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=rmvpe_dir)
-    b = get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=bare.parent)
-    np.testing.assert_array_equal(a.compute_f0(RMVPE_WAV[:20000]), b.compute_f0(RMVPE_WAV[:20000]))
-    wrong = tmp_path / "wrong" / "rmvpe.pt"
-    wrong.parent.mkdir()
-    state = rmvpe_state_dict()
-    state.pop("cnn.weight")
-    torch.save({"model": state}, wrong)
+def test_rmvpe_accepts_bare_state_dict(tmp_path, rmvpe):
+    bare = make_rmvpe_file(tmp_path / "rmvpe.pt", official=False)
+    net = load_rmvpe(bare, "cpu")
+    for key, value in rmvpe._net.state_dict().items():
+        assert torch.equal(value, net.state_dict()[key]), key
+
+
+def test_rmvpe_rejects_other_files(tmp_path):
+    wrong = tmp_path / "rmvpe.pt"
+    torch.save({"model": {"cnn.weight": torch.zeros(3, 16, 3, 3)}}, wrong)
     with pytest.raises(WeightFileError, match="E2E0"):
-        get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=wrong.parent)
+        get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=tmp_path)
     wrong.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightFileError, match="not a readable"):
-        get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=wrong.parent)
+        get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=tmp_path)

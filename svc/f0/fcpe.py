@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+
 import numpy as np
 import torch
 
 from .neural import NeuralF0Predictor
+
+logger = logging.getLogger(__name__)
 
 
 def load_fcpe(device: str) -> torch.nn.Module:
     """torchfcpe's bundled inference model (``assets/fcpe_c_v001.pt``) on ``device``."""
     from torchfcpe import spawn_bundled_infer_model
 
-    return spawn_bundled_infer_model(device=device)
+    # torchfcpe prints its own notices while loading; keep them out of the user's terminal.
+    with contextlib.redirect_stdout(io.StringIO()) as notices:
+        model = spawn_bundled_infer_model(device=device)
+    logger.debug("torchfcpe: %s", notices.getvalue().strip())
+    return model
 
 
 class FcpeF0Predictor(NeuralF0Predictor):
