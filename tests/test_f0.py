@@ -36,6 +36,7 @@ from svc.f0.base import fit_length, resize_linear_voiced  # noqa: E402
 from svc.f0.rmvpe import load_rmvpe  # noqa: E402
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "f0_reference.npz")
+RMVPE_WAV = tone(gated(vibrato(300, 1, 5), 0.2, 0.9), 1.0)  # the reference script's input
 EDGE = 4  # frames at each end where analysis windows overhang the signal
 
 # Tolerances in cents on voiced frames (median, 95th percentile), from measurements with margin.
@@ -132,7 +133,7 @@ def test_cache_respects_every_setting(rmvpe_dir):
     assert cache.get("rmvpe", hop_length=HOP, sampling_rate=SR, threshold=0.05, pretrain_dir=rmvpe_dir) is low
     high = cache.get("rmvpe", hop_length=HOP, sampling_rate=SR, threshold=0.97, pretrain_dir=rmvpe_dir)
     assert high is not low and high.threshold == 0.97 and high._net is low._net  # network shared
-    wav = tone(vibrato(300, 1, 5), 1.0)
+    wav = RMVPE_WAV[: SR // 2]
     assert high.compute_f0_uv(wav)[1].sum() < low.compute_f0_uv(wav)[1].sum()
     other_hop = cache.get("rmvpe", hop_length=256, sampling_rate=SR, threshold=0.97, pretrain_dir=rmvpe_dir)
     assert other_hop.compute_f0(wav).shape == (len(wav) // 256,)
@@ -176,14 +177,6 @@ def test_accuracy_on_harmonic_tones(cache, name, signal):
     assert np.median(error) < median and np.percentile(error, 95) < p95, (np.median(error), np.percentile(error, 95))
 
 
-def test_crepe_full_accuracy_once(cache):
-    curve, seconds = SIGNALS["vibrato"]
-    f0, uv = predictor(cache, "crepe").compute_f0_uv(tone(curve, 0.8))
-    error = cents_error(f0[EDGE:-EDGE], frame_truth(curve, len(f0))[EDGE:-EDGE])
-    median, p95 = TOLERANCES["crepe"]
-    assert uv[EDGE:-EDGE].all() and np.median(error) < median and np.percentile(error, 95) < p95
-
-
 @pytest.mark.parametrize("name", ["pm", "dio", "crepe-tiny", "fcpe"])
 def test_pure_sine(cache, name):
     f0, uv = predictor(cache, name).compute_f0_uv(pure_sine(440, 1.0))
@@ -224,11 +217,20 @@ def test_agrees_with_reference(cache, name, sr, hop):
     np.testing.assert_array_equal(uv, REFERENCE[f"{name}_{sr}_{hop}_uv"])
 
 
-def test_crepe_agrees_with_reference_full_and_threshold(cache):
-    for name, threshold, key in (("crepe", 0.05, "crepe"), ("crepe-tiny", 0.3, "crepe-tiny-t0.3")):
-        f0, uv = predictor(cache, name, threshold=threshold).compute_f0_uv(reference_signal())
-        np.testing.assert_allclose(f0, REFERENCE[f"{key}_44100_512_f0"], atol=1e-3, rtol=0)
-        np.testing.assert_array_equal(uv, REFERENCE[f"{key}_44100_512_uv"])
+def test_crepe_tiny_agrees_with_reference_at_other_threshold(cache):
+    f0, uv = predictor(cache, "crepe-tiny", threshold=0.3).compute_f0_uv(reference_signal())
+    np.testing.assert_allclose(f0, REFERENCE["crepe-tiny-t0.3_44100_512_f0"], atol=1e-3, rtol=0)
+    np.testing.assert_array_equal(uv, REFERENCE["crepe-tiny-t0.3_44100_512_uv"])
+
+
+def test_crepe_full_agrees_with_reference_and_truth(cache):
+    curve = SIGNALS["vibrato"][0]
+    f0, uv = predictor(cache, "crepe").compute_f0_uv(tone(curve, 0.8))
+    np.testing.assert_allclose(f0, REFERENCE["crepe_vibrato_f0"], atol=1e-3, rtol=0)
+    np.testing.assert_array_equal(uv, REFERENCE["crepe_vibrato_uv"])
+    error = cents_error(f0[EDGE:-EDGE], frame_truth(curve, len(f0))[EDGE:-EDGE])
+    median, p95 = TOLERANCES["crepe"]
+    assert uv[EDGE:-EDGE].all() and np.median(error) < median and np.percentile(error, 95) < p95
 
 
 def test_crepe_is_deterministic(cache):
@@ -238,9 +240,6 @@ def test_crepe_is_deterministic(cache):
 
 
 # --- RMVPE ----------------------------------------------------------------------------------
-
-RMVPE_WAV = tone(gated(vibrato(300, 1, 5), 0.2, 0.9), 1.0)  # the reference script's input
-
 
 def test_rmvpe_missing_file_names_file_folder_and_source(tmp_path):
     with pytest.raises(WeightFileError) as info:
