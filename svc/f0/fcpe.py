@@ -1,4 +1,10 @@
-"""FCPE through torchfcpe, with the model bundled in the torchfcpe wheel (no download)."""
+"""FCPE through torchfcpe, with the model bundled in the torchfcpe wheel (no download).
+
+so-vits-svc 4.1 runs its own copy of the FCPE network with ``pretrain/fcpe.pt``; we use the
+model torchfcpe ships instead (``assets/fcpe_c_v001.pt``), so F0 curves differ slightly from a
+reference run with that file.  The voicing rule is the same: peak confidence <= ``threshold``
+means unvoiced.
+"""
 
 from __future__ import annotations
 

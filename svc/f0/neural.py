@@ -20,7 +20,8 @@ class NeuralF0Predictor(F0Predictor):
     """A predictor whose network runs at its own frame rate on ``device``.
 
     ``native_f0`` returns F0 at the network's frames (0 = unvoiced); it is resized to the
-    model's hop with nearest-neighbour, as so-vits-svc does.
+    model's hop with nearest-neighbour, as so-vits-svc does.  As in so-vits-svc, only crepe
+    limits its search to F0_MIN..F0_MAX; fcpe and rmvpe decode over their networks' own range.
     """
 
     uses_device = True

@@ -63,10 +63,11 @@ class RmvpeF0Predictor(NeuralF0Predictor):
 
     def salience(self, wav: np.ndarray) -> torch.Tensor:
         """The network's ``(frames, 360)`` output for ``wav`` at ``sampling_rate`` (10 ms frames)."""
-        import torchaudio.functional
+        import torchaudio.functional as audio_functional
 
         audio = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None].to(self.device)
-        if self.sampling_rate != SAMPLE_RATE:
-            audio = torchaudio.functional.resample(audio, self.sampling_rate, SAMPLE_RATE,
-                                                   lowpass_filter_width=RESAMPLE_FILTER_WIDTH)
-        return rmvpe_salience(self._net, self._mel(audio))
+        with torch.inference_mode():
+            if self.sampling_rate != SAMPLE_RATE:
+                audio = audio_functional.resample(audio, self.sampling_rate, SAMPLE_RATE,
+                                                  lowpass_filter_width=RESAMPLE_FILTER_WIDTH)
+            return rmvpe_salience(self._net, self._mel(audio))
