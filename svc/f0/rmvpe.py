@@ -29,9 +29,10 @@ def load_rmvpe(path: Path, device: str) -> RmvpeNet:
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise WeightFileError(f"'{path}' does not hold an RMVPE state dict; download it again from {RMVPE_SOURCE}.")
-    net = RmvpeNet()
+    with torch.device("meta"):  # skip a random initialisation that the weights replace anyway
+        net = RmvpeNet()
     try:
-        net.load_checkpoint_state(state)
+        net.load_checkpoint_state(state, assign=True)
     except RuntimeError as exc:
         raise WeightFileError(
             f"'{path}' is not an RMVPE (E2E0) checkpoint: its weights do not fit the network; "

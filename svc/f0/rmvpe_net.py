@@ -182,9 +182,12 @@ class RmvpeNet(nn.Module):
         x = self.cnn(self.unet(mel.transpose(1, 2).unsqueeze(1)))  # (B, 3, T, 128)
         return self.fc(x.transpose(1, 2).flatten(2))
 
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Load a published state dict strictly, ignoring the unused timbre-filter weights."""
-        self.load_state_dict({k: v for k, v in state.items() if not k.startswith("unet.tf.")})
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor], assign: bool = False) -> None:
+        """Load a published state dict strictly, ignoring the unused timbre-filter weights.
+
+        ``assign=True`` adopts the tensors themselves (for a network built on the meta device).
+        """
+        self.load_state_dict({k: v for k, v in state.items() if not k.startswith("unet.tf.")}, assign=assign)
 
 
 class LogMel(nn.Module):
