@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OptionsError
-from ..weights import DEFAULT_PRETRAIN_DIR
+from ..weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 from .base import F0Predictor
 
 
@@ -22,6 +22,13 @@ class F0PredictorSpec:
     summary: str
     uses_device: bool = False  # runs on the session's device (else always on the CPU)
     weight_file: str | None = None  # needed under pretrain_dir
+    weight_source: str | None = None  # where that file is officially published
+
+    def check_weights(self, pretrain_dir: str | Path) -> None:
+        """Raise ``WeightFileError`` naming the file if this predictor's weights are missing."""
+        if self.weight_file:
+            require_weight_file(pretrain_dir, self.weight_file, f"The {self.name} F0 predictor",
+                                self.weight_source or "")
 
 
 F0_PREDICTORS: dict[str, F0PredictorSpec] = {
@@ -34,7 +41,9 @@ F0_PREDICTORS: dict[str, F0PredictorSpec] = {
         F0PredictorSpec("crepe-tiny", "svc.f0.crepe:TinyCrepeF0Predictor", "CREPE tiny (fast)", True),
         F0PredictorSpec("fcpe", "svc.f0.fcpe:FcpeF0Predictor", "FCPE (fast, accurate)", True),
         F0PredictorSpec("rmvpe", "svc.f0.rmvpe:RmvpeF0Predictor", "RMVPE (accurate; needs pretrain/rmvpe.pt)",
-                        True, "rmvpe.pt"),
+                        True, "rmvpe.pt",
+                        "https://github.com/yxlllc/RMVPE/releases/download/230917/rmvpe.zip (unzip, rename "
+                        "model.pt) or https://huggingface.co/lj1995/VoiceConversionWebUI/resolve/main/rmvpe.pt"),
     )
 }
 

@@ -10,13 +10,11 @@ import torch
 from ..errors import WeightFileError
 from ..weights import require_weight_file
 from .neural import NeuralF0Predictor
+from .registry import F0_PREDICTORS
 from .rmvpe_net import SAMPLE_RATE, TIME_MULTIPLE, LogMel, RmvpeNet, salience_to_f0
 
-RMVPE_FILENAME = "rmvpe.pt"
-RMVPE_SOURCE = (
-    "https://github.com/yxlllc/RMVPE/releases/download/230917/rmvpe.zip (unzip, rename model.pt) "
-    "or https://huggingface.co/lj1995/VoiceConversionWebUI/resolve/main/rmvpe.pt"
-)
+RMVPE_FILENAME = F0_PREDICTORS["rmvpe"].weight_file
+RMVPE_SOURCE = F0_PREDICTORS["rmvpe"].weight_source
 RESAMPLE_FILTER_WIDTH = 128  # so-vits-svc's torchaudio Resample setting
 
 
