@@ -54,6 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     infer.add_argument("-o", "--output", type=Path, default=Path("results"), help="output folder (default: results)")
     infer.add_argument("--format", choices=("wav", "flac"), default="wav", help="output file format")
     infer.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    infer.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                       help="synthesis precision: fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, GPUs), fp16 (GPUs)")
     infer.add_argument("--pretrain", type=Path, help="folder of encoder / F0 / vocoder weights (default: pretrain/)")
     infer.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     _add_option_flags(infer, sorted(F0_PREDICTORS))
@@ -128,7 +130,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
     options = _options_from_args(args)
     inputs = collect_inputs(args.inputs)
-    session = VitsSvc(device=args.device, **({"pretrain_dir": args.pretrain} if args.pretrain else {}))
+    session = VitsSvc(device=args.device, precision=args.precision,
+                      **({"pretrain_dir": args.pretrain} if args.pretrain else {}))
     session.load(args.model, args.config)
     for note in session.load_notes:
         print(f"note: {note}", file=sys.stderr)

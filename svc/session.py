@@ -26,6 +26,7 @@ from .f0 import get_spec as get_f0_spec
 from .models import SynthesizerTrn
 from .options import ConvertOptions
 from .pipeline import ConversionResult, Progress, SynthesisParts, convert
+from .precision import precision_dtype
 from .weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,11 @@ class VitsSvc:
     serialised by a lock, so a session can be shared by threads.
     """
 
-    def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR):
+    def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
+                 precision: str = "fp32"):
         self.device = resolve_device(device)
+        self._dtype = precision_dtype(precision, self.device)
+        self.precision = str(precision).strip().lower()
         self.pretrain_dir = Path(pretrain_dir)
         self._model: SynthesizerTrn | None = None
         self._config: ModelConfig | None = None
@@ -142,7 +146,27 @@ class VitsSvc:
                 self._model.to(self.device)
             self._encoders.to(self.device)
             self._enhancer = None  # rebuilt on the new device when next needed
+            try:
+                self._dtype = precision_dtype(self.precision, self.device)
+            except OptionsError as exc:
+                logger.warning("%s; synthesizing in fp32 on %s", exc, self.device)
+                self.precision, self._dtype = "fp32", torch.float32
+            if self._model is not None:
+                self._model.set_precision(self._dtype)
             return self.device
+
+    def set_precision(self, precision: str) -> str:
+        """Choose the synthesis precision: "fp32" (default, matches so-vits-svc), "bf16" or "fp16".
+
+        bf16 needs a CPU with AVX512-BF16/AMX or a GPU, fp16 a GPU; an unsupported choice is an
+        ``OptionsError`` and leaves the precision unchanged.
+        """
+        with self._lock:
+            self._dtype = precision_dtype(precision, self.device)
+            self.precision = str(precision).strip().lower()
+            if self._model is not None:
+                self._model.set_precision(self._dtype)
+            return self.precision
 
     def load(self, model_dir_or_pth: str | Path, config_path: str | Path | None = None) -> list[str]:
         """Load a model folder (one .pth + config.json) or an explicit .pth (+ config); return the load notes.
@@ -152,6 +176,7 @@ class VitsSvc:
         pth, cfg_path = find_model_files(model_dir_or_pth, config_path)
         loaded = load_generator(pth, ModelConfig.from_json(cfg_path))
         self._model = loaded.model.to(self.device)
+        self._model.set_precision(self._dtype)
         self._config = loaded.config
         self.model_path = pth
         self.load_notes = list(loaded.notes)

@@ -101,6 +101,14 @@ class SynthesizerTrn(nn.Module):
     def hop_length(self) -> int:
         return self.dec.upp
 
+    def set_precision(self, dtype: torch.dtype) -> None:
+        """Run the vocoder's upsampler in ``dtype``; everything else (and every weight) stays float32.
+
+        The vocoder is 96 % of the work; the text encoder, flow and the excitation's phase are
+        cheap and precision-sensitive.  Snake vocoders always run in float32.
+        """
+        self.dec.set_precision(dtype)
+
     @torch.inference_mode()
     def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor,
               noise_scale: float = 0.4, seed: int = 52468, predict_f0: bool = False,

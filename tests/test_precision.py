@@ -1,0 +1,112 @@
+"""The reduced-precision synthesis option and the fast vocoder forward it runs on."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import sung_note  # noqa: E402
+from model_fixtures import make_checkpoint, make_inputs  # noqa: E402
+
+from svc import ConvertOptions  # noqa: E402
+from svc.checkpoint import load_generator  # noqa: E402
+from svc.config import ModelConfig  # noqa: E402
+from svc.errors import OptionsError  # noqa: E402
+from svc.precision import cpu_has_bf16, precision_dtype  # noqa: E402
+from svc.session import VitsSvc  # noqa: E402
+
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX512-BF16/AMX)")
+FRAMES = 40
+
+
+def _snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
+    noise = (other.double() - reference.double()).pow(2).sum()
+    return float(10 * torch.log10(reference.double().pow(2).sum() / noise))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    out = {}
+    for variant in ("4.1", "resblock2"):
+        folder = make_checkpoint(root / variant, variant)
+        cfg = json.loads((folder / "config.json").read_text())
+        model = load_generator(folder / "G_100.pth", ModelConfig.from_json(folder / "config.json")).model
+        out[variant] = (model, make_inputs(cfg, FRAMES))
+    return out
+
+
+def _infer(model, x):
+    audio, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"])
+    return audio
+
+
+@pytest.mark.parametrize("variant", ["4.1", "resblock2"])
+def test_fast_forward_equals_the_module_forward(models, variant):
+    model, x = models[variant]
+    model.dec.fast = False
+    try:
+        plain = _infer(model, x)
+    finally:
+        model.dec.fast = True
+    fast = _infer(model, x)
+    assert fast.shape == plain.shape == (1, 1, FRAMES * 512)
+    assert fast.dtype == torch.float32
+    assert (fast - plain).abs().max() <= 1e-5
+
+
+@needs_bf16
+def test_bf16_is_finite_close_to_fp32_and_reversible(models):
+    model, x = models["4.1"]
+    fp32 = _infer(model, x)
+    model.set_precision(torch.bfloat16)
+    try:
+        bf16 = _infer(model, x)
+    finally:
+        model.set_precision(torch.float32)
+    assert bf16.shape == fp32.shape and bf16.dtype == torch.float32
+    assert torch.isfinite(bf16).all()
+    assert not torch.equal(bf16, fp32)  # it really ran in bf16
+    assert _snr_db(fp32, bf16) >= 25.0
+    # Weights stay float32, so going back gives the fp32 output exactly.
+    assert torch.equal(_infer(model, x), fp32)
+
+
+def test_precision_names_and_refusals():
+    assert precision_dtype("fp32", "cpu") is torch.float32
+    assert precision_dtype(" FP32 ", "cpu") is torch.float32
+    with pytest.raises(OptionsError, match="fp16 needs a GPU"):
+        precision_dtype("fp16", "cpu")
+    with pytest.raises(OptionsError, match="unknown precision 'fp8'; choose one of fp32, bf16, fp16"):
+        precision_dtype("fp8", "cpu")
+    if not cpu_has_bf16():
+        with pytest.raises(OptionsError, match="AVX512-BF16"):
+            precision_dtype("bf16", "cpu")
+
+
+def test_session_rejects_unsupported_precision_and_keeps_the_old_one(checkpoints_dir, pretrain_dir):
+    with pytest.raises(OptionsError, match="fp16 needs a GPU"):
+        VitsSvc(device="cpu", pretrain_dir=pretrain_dir, precision="fp16")
+    session = VitsSvc(device="cpu", pretrain_dir=pretrain_dir)
+    assert session.precision == "fp32"
+    with pytest.raises(OptionsError):
+        session.set_precision("fp16")
+    assert session.precision == "fp32"
+
+
+@needs_bf16
+def test_session_converts_in_bf16(checkpoints_dir, pretrain_dir):
+    wav = sung_note(1.0)
+    session = VitsSvc(device="cpu", pretrain_dir=pretrain_dir, precision="bf16")
+    session.load(checkpoints_dir / "tiny41")
+    assert session.model.dec.compute_dtype is torch.bfloat16
+    bf16 = session.convert(wav, 44100, ConvertOptions(speaker="bob")).audio
+    assert session.set_precision("fp32") == "fp32"
+    fp32 = session.convert(wav, 44100, ConvertOptions(speaker="bob")).audio
+    assert bf16.shape == fp32.shape == (44100,) and np.isfinite(bf16).all()
+    assert _snr_db(torch.from_numpy(fp32), torch.from_numpy(bf16)) >= 20.0
