@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from .snake import SnakeAlias
 
 LRELU_SLOPE = 0.1
 SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to the vocoder
+# Resblocks run over time tiles of about this many bytes per tensor (at least MIN_TILE samples).
+TILE_BYTES = 512 * 1024
+MIN_TILE = 4096
 
 
 class SineSource(nn.Module):
@@ -195,12 +199,7 @@ class NsfHifiGan(nn.Module):
                                    padding=(0, up_conv.padding[0]))
             x = x.add_(_conv(har, noise, stride=stride[0], padding=stride[1]))
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            first_act = F.leaky_relu(x, LRELU_SLOPE)
-            total = None
-            for block, weights in zip(blocks, plan.resblocks[i], strict=True):
-                y = _resblock_fast(block, weights, x, first_act)
-                total = y if total is None else total.add_(y)
-            x = total
+            x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i])
         x = _conv(F.leaky_relu(x), plan.post, padding=3)
         return torch.tanh(x)[:, :, 0].float()
 
@@ -228,6 +227,48 @@ def _conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor | None], stride:
     return F.conv2d(x, wb[0], wb[1], stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
 
 
+def _resblock_sum(blocks: nn.ModuleList, weights: list, x: torch.Tensor) -> torch.Tensor:
+    """The sum (not the mean) of a stage's resblocks applied to ``x``."""
+    first_act = F.leaky_relu(x, LRELU_SLOPE)
+    total = None
+    for block, block_weights in zip(blocks, weights, strict=True):
+        y = _resblock_fast(block, block_weights, x, first_act)
+        total = y if total is None else total.add_(y)
+    return total
+
+
+def _tiled(fn, x: torch.Tensor, halo: int) -> torch.Tensor:
+    """``fn(x)`` for a length-preserving ``fn`` that looks at most ``halo`` samples to each side, computed
+    in cache-sized tiles along time (each with ``halo`` extra samples on both sides, then trimmed).
+
+    The result equals ``fn(x)``: every kept sample sees the same inputs, and at the ends of ``x`` a
+    tile's zero padding is the signal's own.  Tiling keeps the temporaries small (fast, and the
+    peak memory no longer grows with the length of the piece).
+    """
+    length = x.shape[-1]
+    tile = max(MIN_TILE, TILE_BYTES // (x.shape[1] * x.element_size()))
+    if length <= tile + 2 * halo:
+        return fn(x)
+    out = torch.empty_like(x)
+    for start in range(0, length, tile):
+        stop = min(length, start + tile)
+        lo, hi = max(0, start - halo), min(length, stop + halo)
+        out[..., start:stop] = fn(x[..., lo:hi])[..., start - lo:stop - lo]
+    return out
+
+
+def _receptive_halo(blocks: list[ResBlock]) -> int:
+    """How far (in samples, to one side) the sum of ``blocks`` looks."""
+    def reach(conv: nn.Module) -> int:
+        return conv.dilation[0] * (conv.kernel_size[0] - 1) // 2
+
+    halos = []
+    for block in blocks:
+        convs = list(block.convs1) + list(block.convs2) if block.kind == "1" else list(block.convs)
+        halos.append(sum(reach(c) for c in convs))
+    return max(halos)
+
+
 def _resblock_fast(block: ResBlock, weights: list, x: torch.Tensor, first_act: torch.Tensor) -> torch.Tensor:
     """``block(x)`` on 2-D channels-last tensors, with the block's first activation given."""
     if block.kind == "1":
@@ -253,6 +294,7 @@ class _Plan:
     noise: list
     resblocks: list
     post: tuple
+    halos: list
 
     @classmethod
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
@@ -264,8 +306,9 @@ class _Plan:
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
         ups = [wb(up, 1.0 if i == 0 else scale) for i, up in enumerate(dec.ups)]
-        resblocks = []
+        resblocks, halos = [], []
         for i in range(len(dec.ups)):
+            halos.append(_receptive_halo(list(dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels])))
             stage = []
             for block in dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels]:
                 if block.kind == "1":
@@ -274,4 +317,5 @@ class _Plan:
                     stage.append([wb(c) for c in block.convs])
             resblocks.append(stage)
         return cls(key=key, dtype=dtype, pre=wb(dec.conv_pre), ups=ups,
-                   noise=[wb(n) for n in dec.noise_convs], resblocks=resblocks, post=wb(dec.conv_post, scale))
+                   noise=[wb(n) for n in dec.noise_convs], resblocks=resblocks, post=wb(dec.conv_post, scale),
+                   halos=halos)
