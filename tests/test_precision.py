@@ -17,6 +17,7 @@ from svc import ConvertOptions  # noqa: E402
 from svc.checkpoint import load_generator  # noqa: E402
 from svc.config import ModelConfig  # noqa: E402
 from svc.errors import OptionsError  # noqa: E402
+from svc.models import nsf_hifigan  # noqa: E402
 from svc.precision import cpu_has_bf16, precision_dtype  # noqa: E402
 from svc.session import VitsSvc  # noqa: E402
 
@@ -46,8 +47,12 @@ def _infer(model, x):
     return audio
 
 
+@pytest.mark.parametrize("tile", [None, 1024])
 @pytest.mark.parametrize("variant", ["4.1", "resblock2"])
-def test_fast_forward_equals_the_module_forward(models, variant):
+def test_fast_forward_equals_the_module_forward(models, variant, tile, monkeypatch):
+    if tile is not None:  # force small time tiles, so that several tiles and their halos are used
+        monkeypatch.setattr(nsf_hifigan, "MIN_TILE", tile)
+        monkeypatch.setattr(nsf_hifigan, "TILE_BYTES", 1)
     model, x = models[variant]
     model.dec.fast = False
     try:

@@ -1,0 +1,114 @@
+"""``python -m bench``: build the full-size fixtures once, measure, write bench/results/<date>-<host>.json.
+
+    python -m bench                      # everything (600 s end-to-end takes a while on a CPU)
+    python -m bench --quick              # core at 2 threads, load, 10 s end-to-end with pm
+    python -m bench --only core          # sections: core, load, e2e (comma-separated)
+    REF_SOVITS=/path/to/so-vits-svc python -m bench --only core   # also time the reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .core import measure_core, measure_load
+from .e2e import measure_e2e
+from .fixtures import ROOT, model_dir, pretrain_dir
+from .report import format_table
+
+RESULTS_DIR = ROOT / "bench" / "results"
+SECTIONS = ("core", "load", "e2e")
+
+
+def _csv(kind):
+    return lambda text: [kind(item) for item in text.split(",") if item]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", type=_csv(str), default=list(SECTIONS), help="sections: core,load,e2e")
+    parser.add_argument("--quick", action="store_true", help="a short subset (core at 2 threads, 10 s pm e2e)")
+    parser.add_argument("--threads", type=_csv(int), default=[1, 2], help="core thread counts (default 1,2)")
+    parser.add_argument("--e2e-threads", type=int, default=2)
+    parser.add_argument("--precision", type=_csv(str), default=None,
+                        help="precisions (default: fp32 and bf16 when the CPU has it / fp16 on CUDA)")
+    parser.add_argument("--durations", type=_csv(int), default=[10, 60, 600], help="e2e input seconds")
+    parser.add_argument("--f0", type=_csv(str), default=["pm", "fcpe"], help="e2e F0 methods")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per core case (e2e: 3, 1 above 60 s)")
+    parser.add_argument("--device", type=_csv(str), default=None, help="cpu,cuda (default: cpu, + cuda if present)")
+    parser.add_argument("--reference", default=os.environ.get("REF_SOVITS"),
+                        help="a so-vits-svc checkout to time on the same inputs (default: $REF_SOVITS)")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/<date>-<host>.json)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.quick:
+        args.threads, args.durations, args.f0, args.repeats = [2], [10], ["pm"], 3
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+
+    model_dir(), pretrain_dir()
+    results = {"meta": _meta(), "core": [], "load": None, "e2e": []}
+    for device in devices:
+        precisions = args.precision or _default_precisions(device)
+        if "core" in args.only:
+            results["core"] += measure_core(args.threads, precisions, args.repeats, device,
+                                            reference=args.reference)
+        if "e2e" in args.only:
+            results["e2e"] += measure_e2e(args.durations, args.f0, precisions[:1] if args.quick else precisions,
+                                          args.e2e_threads, 3, device)
+    if "load" in args.only:
+        torch.set_num_threads(2)
+        results["load"] = measure_load(args.repeats)
+    results["meta"]["loadavg_after"] = os.getloadavg()
+    out = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(format_table(results))
+    print(f"\nwritten to {out}")
+
+
+def _default_precisions(device: str) -> list[str]:
+    from svc.precision import cpu_has_bf16
+
+    if device.startswith("cuda"):
+        return ["fp32", "fp16"]
+    return ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+
+
+def _meta() -> dict:
+    cpu = "unknown"
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+        flags = next(line for line in text.splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(), "cpu": cpu, "cpu_count": os.cpu_count(),
+        "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_tile" in flags,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
+        "loadavg_before": os.getloadavg(),
+    }
+
+
+if __name__ == "__main__":
+    main()
