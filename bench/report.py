@@ -8,8 +8,9 @@ def format_table(results: dict) -> str:
     lines = [f"{meta['cpu']} ({meta['cpu_count']} CPUs), torch {meta['torch']}, commit {meta['commit']}, "
              f"load average {meta['loadavg_before'][0]:.1f} before / {meta.get('loadavg_after', [0])[0]:.1f} after"]
     if results["core"]:
-        lines += ["", "| synthesis core, 10 s | threads | wall median (min-max) s | RTF | CPU s | vs fp32 |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| synthesis core, 10 s | threads | wall median (min-max) s | RTF | CPU s | speed vs fp32 "
+                  "(wall / CPU) | output vs fp32 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        fp32 = {(r["device"], r["threads"]): r for r in results["core"] if r["precision"] == "fp32"}
         for r in results["core"]:
             w = r["wall"]
             quality = ""
@@ -17,21 +18,26 @@ def format_table(results: dict) -> str:
                 quality = f"SNR {r['snr_db_vs_fp32']:.1f} dB"
             if r["precision"].startswith("reference"):
                 quality = f"max abs {r['max_abs_vs_fp32']:.1e}"
+            base = fp32.get((r["device"], r["threads"]))
+            speed = (f"{base['wall']['median'] / w['median']:.2f}× / {base['cpu']['median'] / r['cpu']['median']:.2f}×"
+                     if base else "")
             lines.append(f"| {r['device']} {r['precision']} | {r['threads']} | {w['median']:.2f} "
-                         f"({w['min']:.2f}-{w['max']:.2f}) | {r['rtf']:.3f} | {r['cpu']['median']:.2f} | {quality} |")
+                         f"({w['min']:.2f}-{w['max']:.2f}) | {r['rtf']:.3f} | {r['cpu']['median']:.2f} | {speed} | "
+                         f"{quality} |")
     if results["load"]:
         w = results["load"]["wall"]
         lines += ["", f"model load (full-size 4.1, warm disk): median {w['median']:.2f} s "
                       f"(min {w['min']:.2f}, max {w['max']:.2f})"]
     if results["e2e"]:
         names = sorted({n for r in results["e2e"] for n in r.get("stages", {})})
-        lines += ["", "| end to end | F0 | seconds | RTF | peak RSS GB | " + " | ".join(names) + " |",
-                  "| --- " * (5 + len(names)) + "|"]
+        lines += ["", "| end to end | F0 | seconds | RTF | CPU s / audio s | peak RSS GB | "
+                  + " | ".join(f"{n} s" for n in names) + " |", "| --- " * (6 + len(names)) + "|"]
         for r in results["e2e"]:
             if "error" in r:
                 lines.append(f"| {r['device']} {r['precision']} | {r['f0']} | {r['seconds']} | {r['error']} |")
                 continue
             stages = " | ".join(f"{r['stages'].get(n, 0.0):.2f}" for n in names)
+            cpu = r["cpu"]["median"] / r["audio_seconds"] if "cpu" in r else float("nan")
             lines.append(f"| {r['device']} {r['precision']} | {r['f0']} | {r['seconds']} | {r['rtf']:.3f} | "
-                         f"{r['peak_rss_bytes'] / 1e9:.2f} | {stages} |")
+                         f"{cpu:.3f} | {r['peak_rss_bytes'] / 1e9:.2f} | {stages} |")
     return "\n".join(lines)
