@@ -22,9 +22,10 @@ from .snake import SnakeAlias
 
 LRELU_SLOPE = 0.1
 SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to the vocoder
-# Resblocks run over time tiles of about this many bytes per tensor (at least MIN_TILE samples).
-TILE_BYTES = 1024 * 1024
-MIN_TILE = 8192
+# Resblocks run over time tiles of about this many bytes per tensor (at least MIN_TILE samples): small
+# enough to bound memory, large enough that the op count (each a thread barrier) stays low.
+TILE_BYTES = 8 * 1024 * 1024
+MIN_TILE = 32768
 
 
 class SineSource(nn.Module):
