@@ -91,8 +91,14 @@ def load_generator(pth_path: str | Path, config: ModelConfig) -> LoadedModel:
     with torch.device("meta"):
         expected = checkpoint_shapes(SynthesizerTrn(config.model))
     _check_keys(state, expected, config, Path(pth_path))
-    model = SynthesizerTrn(config.model)
-    model.load_state_dict(fold_weight_norm(state, model), strict=True)
+    # Built on the meta device and given the file's tensors (assign=True): no random initialisation
+    # of 40 M parameters and no second copy of them, which makes loading several times faster.
+    with torch.device("meta"):
+        model = SynthesizerTrn(config.model)
+    model.load_state_dict(fold_weight_norm(state, model), strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer the file does not hold
+        model = SynthesizerTrn(config.model)
+        model.load_state_dict(fold_weight_norm(state, model), strict=True)
     model.eval().requires_grad_(False)
     for note in notes:
         logger.info("%s: %s", pth_path, note)
