@@ -410,6 +410,7 @@ def setting_component(name: str) -> gr.components.Component:
     default = field.default if field.default is not MISSING else None
     label = LABELS.get(name, name.replace("_", " ").capitalize())
     info = field.metadata.get("help", "")
+    info = None if info.lower() == label.lower() else info
     elem_id = f"opt_{name}"
     if name == "f0_method":
         return gr.Dropdown(f0_predictor_names(), value=default, label=label, info=info, elem_id=elem_id)
@@ -489,7 +490,7 @@ def _convert_tab(app: WebApp, state: gr.State, speaker_dd: gr.Dropdown):
     with gr.Row():
         with gr.Column():
             audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input (drop, pick or record)",
-                                elem_id="audio_in")
+                                buttons=["download"], elem_id="audio_in")
             speaker_dd.render()
             settings = {name: setting_component(name) for name in MAIN_SETTINGS}
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
@@ -515,7 +516,7 @@ def _compare_tab(app: WebApp, state: gr.State, speakers: gr.Dropdown, settings: 
     with gr.Row():
         with gr.Column():
             audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input",
-                                elem_id="compare_audio_in")
+                                buttons=["download"], elem_id="compare_audio_in")
             speakers.render()
             transposes = gr.Textbox("0", label="Transposes (semitones, comma-separated)", elem_id="compare_transposes")
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare_btn")
@@ -537,7 +538,7 @@ def _analyze_tab(app: WebApp, device_dd: gr.Dropdown):
     with gr.Row():
         with gr.Column():
             audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
-                                elem_id="analyze_audio_in")
+                                buttons=["download"], elem_id="analyze_audio_in")
             methods = gr.CheckboxGroup(f0_predictor_names(), value=[f0_predictor_names()[0]], label="F0 predictors",
                                        elem_id="analyze_methods")
             threshold = setting_component("cr_threshold")
@@ -561,6 +562,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-models", type=int, default=2, help="models kept loaded at once (default 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per internal request otherwise
     try:
         app = WebApp(args.checkpoints, args.pretrain, args.device, args.max_models)
         demo = build_demo(device=args.device, app=app)

@@ -1,0 +1,106 @@
+"""The web page in headless Chromium (Playwright): upload, convert, compare, as a user would.
+
+Screenshots go to ``test-artifacts/``.
+"""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+CHROMIUM = Path(os.environ.get("SVC_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    # Chromium's own background lookups go nowhere; only the app on 127.0.0.1 is reachable.
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+
+from test_webui_api import SPEAKERS, free_port, sung  # noqa: E402, F401  (sung is a fixture)
+
+import webui  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from encoder_fixtures import make_contentvec_file
+    from model_fixtures import make_model_dir
+
+    root = tmp_path_factory.mktemp("browser")
+    checkpoints, pretrain = root / "checkpoints", root / "pretrain"
+    pretrain.mkdir()
+    make_contentvec_file(pretrain / "checkpoint_best_legacy_500.pt")
+    make_model_dir(checkpoints / "choir", speakers=SPEAKERS)
+    make_model_dir(checkpoints / "another", speakers=["one"])
+    demo = webui.build_demo(checkpoints, pretrain, "cpu")
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                css=webui.CSS)
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(server)
+        page.wait_for_selector("#convert_btn")
+        yield page
+        browser.close()
+
+
+def pick(page, dropdown: str, option: str) -> None:
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_errors_are_shown_in_the_page(page):
+    page.locator("#convert_btn").click()  # nothing uploaded, no model loaded
+    page.locator(".toast-body").filter(has_text="add an input recording first").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "webui-error.png"), full_page=True)
+    page.locator(".toast-body button").first.click()
+
+
+def test_convert_in_the_browser(page, sung):  # noqa: F811
+    pick(page, "model_dd", "choir")
+    page.wait_for_function("document.querySelector('#model_info').innerText.includes('loaded on')")
+    assert "Speakers (3)" in page.locator("#model_info").inner_text()
+    page.locator("#audio_in input[type=file]").set_input_files(str(sung))
+    pick(page, "speaker_dd", "tenor")
+    page.locator("#opt_transpose input[type=number]").fill("2")
+    page.locator("#convert_btn").click()
+    page.wait_for_selector('#audio_out a[data-testid="download-link"]')
+    page.wait_for_selector("#f0_plot img")
+    assert "tenor" in page.locator("#convert_info").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "webui-convert.png"), full_page=True)
+
+
+def test_compare_three_speakers_in_the_browser(page, sung):  # noqa: F811
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare_audio_in input[type=file]").set_input_files(str(sung))
+    for speaker in SPEAKERS:  # loading the model ticked up to three speakers already
+        assert page.locator("#compare_speakers").get_by_text(speaker).count() >= 1
+    page.locator("#compare_btn").click()
+    for i in range(len(SPEAKERS)):
+        page.wait_for_selector(f'#compare_out_{i} a[data-testid="download-link"]')
+    page.wait_for_selector("#compare_plot img")
+    assert page.locator("#compare_out_3").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "webui-compare.png"), full_page=True)
