@@ -4,7 +4,6 @@ Screenshots go to ``test-artifacts/``.
 """
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -27,7 +26,8 @@ CHROMIUM_ARGS = [
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
