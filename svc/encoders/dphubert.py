@@ -1,0 +1,105 @@
+"""DPHuBERT (pyf98/DPHuBERT, ``DPHuBERT-sp0.75.pth``): a structurally pruned HuBERT Base.
+
+The file is ``{"config": kwargs of torchaudio-style wav2vec2_model(...), "state_dict": ...}``
+with per-layer head counts and feed-forward sizes left by pruning.  Output: the last layer,
+768-dim.  WavLM-type DPHuBERT files (config with ``encoder_remaining_heads``) are not supported.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import WeightFileError
+from .hubert import HubertEncoder, describe_file, fold_pos_conv, load_state
+from .hubert_net import HubertArch, HubertNet
+from .registry import EncoderSpec
+from .safe_pickle import load_weights
+
+WHAT = "a DPHuBERT checkpoint (DPHuBERT-sp0.75.pth)"
+_PRUNE_FLAGS = ("extractor_prune_conv_channels", "encoder_prune_attention_heads", "encoder_prune_attention_layer",
+                "encoder_prune_feed_forward_intermediate", "encoder_prune_feed_forward_layer")
+_RENAMES = [
+    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\."), r"feature_extractor.conv_layers.\1.norm."),
+    (re.compile(r"^feature_extractor\.dummy_weight$"), "feature_scale"),
+    (re.compile(r"^encoder\.feature_projection\.layer_norm\."), "layer_norm."),
+    (re.compile(r"^encoder\.feature_projection\.projection\."), "post_extract_proj."),
+    (re.compile(r"^encoder\.transformer\.layer_norm\."), "encoder.layer_norm."),
+    (re.compile(r"^encoder\.transformer\.layers\."), "encoder.layers."),
+    (re.compile(r"\.attention\."), ".self_attn."),
+    (re.compile(r"(encoder\.layers\.\d+)\.layer_norm\."), r"\1.self_attn_layer_norm."),
+    (re.compile(r"\.feed_forward\.intermediate_dense\."), ".fc1."),
+    (re.compile(r"\.feed_forward\.output_dense\."), ".fc2."),
+    (re.compile(r"^aux\."), "final_proj."),
+]
+
+
+def load_dphubert(path: Path, spec: EncoderSpec) -> HubertEncoder:
+    """Load a HuBERT-type DPHuBERT checkpoint; output is the last layer."""
+    ckpt = load_weights(path, WHAT)
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
+            and isinstance(ckpt.get("state_dict"), dict)):
+        raise WeightFileError(f"'{path}' is not {WHAT}: {describe_file(ckpt)}")
+    config = ckpt["config"]
+    if "encoder_remaining_heads" in config:
+        raise WeightFileError(
+            f"'{path}' is a WavLM-type DPHuBERT model, which is not supported; use DPHuBERT-sp0.75.pth (HuBERT-type)"
+        )
+    arch = arch_from_config(config, path)
+    state = {k.removeprefix("module."): v.float() for k, v in ckpt["state_dict"].items()
+             if isinstance(v, torch.Tensor) and "hard_concrete" not in k}
+    # The reference loads with strict=False, so a file without this scale runs with ones.
+    state.setdefault("feature_extractor.dummy_weight", torch.ones(arch.conv_layers[-1][0]))
+    net = HubertNet(arch)
+    load_state(net, map_dphubert_keys(state), path, WHAT)
+    return HubertEncoder(net.eval(), spec.name, None, arch.final_dim > 0)
+
+
+def _per_layer(value: Any, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+
+
+def arch_from_config(config: dict, path: Path) -> HubertArch:
+    """``HubertArch`` from the ``wav2vec2_model`` keyword arguments stored in the file."""
+    if any(config.get(flag) for flag in _PRUNE_FLAGS):
+        raise WeightFileError(f"'{path}' is a DPHuBERT model still being pruned (prune flags set); use the final model")
+    try:
+        n = int(config["encoder_num_layers"])
+        conv = config.get("extractor_conv_layer_config") or [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
+        use_attention = _per_layer(config.get("encoder_use_attention", True), n)
+        use_ffn = _per_layer(config.get("encoder_use_feed_forward", True), n)
+        heads = _per_layer(config["encoder_num_heads"], n)
+        ffn = _per_layer(config["encoder_ff_interm_features"], n)
+        mode = {"group_norm": "default", "layer_norm": "layer_norm"}[config["extractor_mode"]]
+        layer_norm_first = bool(config["encoder_layer_norm_first"])
+        return HubertArch(
+            conv_layers=tuple((int(c), int(k), int(s)) for c, k, s in conv),
+            conv_bias=bool(config["extractor_conv_bias"]),
+            extractor_mode=mode,
+            embed_dim=int(config["encoder_embed_dim"]),
+            num_heads=tuple(int(h) if a else 0 for h, a in zip(heads, use_attention, strict=True)),
+            head_dim=int(config["encoder_head_dim"]),
+            ffn_dims=tuple(int(f) if u else 0 for f, u in zip(ffn, use_ffn, strict=True)),
+            layer_norm_first=layer_norm_first,
+            norm_before_layers=not layer_norm_first,
+            conv_pos=int(config["encoder_pos_conv_kernel"]),
+            conv_pos_groups=int(config["encoder_pos_conv_groups"]),
+            final_dim=int(config.get("aux_num_out") or 0),
+            feature_scale=True,
+            normalize_waveform=bool(config.get("normalize_waveform", False)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightFileError(f"'{path}' has an unreadable DPHuBERT config ({type(exc).__name__}: {exc})") from None
+
+
+def map_dphubert_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchaudio-style wav2vec2 parameter names -> ``HubertNet`` names."""
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in _RENAMES:
+            key = pattern.sub(repl, key)
+        out[key] = value
+    return fold_pos_conv(out, "encoder.transformer.pos_conv_embed.conv.", "encoder.pos_conv.")

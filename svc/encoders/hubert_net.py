@@ -1,0 +1,243 @@
+"""The HuBERT / wav2vec 2.0 network shared by the ContentVec, HuBERT-Soft, Chinese HuBERT and
+DPHuBERT encoders: a strided conv feature extractor, a convolutional position embedding and a
+stack of Transformer layers.  Parameter names follow fairseq; loaders map other layouts onto it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import AudioError
+
+
+@dataclass(frozen=True)
+class HubertArch:
+    """Hyper-parameters of one network.  Per-layer tuples allow pruned (DPHuBERT) models.
+
+    ``extractor_mode``: "default" (group norm after the first conv only) or "layer_norm" (after
+    every conv).  ``num_heads[i] == 0`` / ``ffn_dims[i] == 0`` mean layer ``i`` has no
+    attention / feed-forward block.  ``norm_before_layers``: apply ``encoder.layer_norm``
+    before the layers (fairseq post-LN models), else after the last one.
+    """
+
+    conv_layers: tuple[tuple[int, int, int], ...]
+    conv_bias: bool
+    extractor_mode: str
+    embed_dim: int
+    num_heads: tuple[int, ...]
+    head_dim: int
+    ffn_dims: tuple[int, ...]
+    layer_norm_first: bool
+    norm_before_layers: bool
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+    final_dim: int = 0
+    activation: str = "gelu"
+    feature_scale: bool = False
+    normalize_waveform: bool = False
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.num_heads)
+
+    @property
+    def receptive_field(self) -> int:
+        """Fewest input samples that give one output frame (400 for the standard stack)."""
+        size = 1
+        for _, kernel, stride in reversed(self.conv_layers):
+            size = (size - 1) * stride + kernel
+        return size
+
+
+_ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def activation_fn(name: str):
+    """The activation function fairseq calls ``name``."""
+    return _ACTIVATIONS[name]
+
+
+class ConvBlock(nn.Module):
+    """Conv1d -> optional norm (group norm, or layer norm over channels) -> GELU."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, bias: bool, norm: str | None):
+        super().__init__()
+        self.conv = nn.Conv1d(in_ch, out_ch, kernel, stride, bias=bias)
+        self.norm_kind = norm
+        if norm == "group":
+            self.norm = nn.GroupNorm(out_ch, out_ch)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, T)`` -> ``(B, C_out, T')``."""
+        x = self.conv(x)
+        if self.norm_kind == "group":
+            # Statistics over the whole clip: keep them in float32 under half precision.
+            x = F.group_norm(x.float(), x.shape[1], self.norm.weight.float(), self.norm.bias.float(),
+                             self.norm.eps).type_as(x)
+        elif self.norm_kind == "layer":
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return F.gelu(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate q/k/v projections (``num_heads * head_dim`` wide)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        width = num_heads * head_dim
+        self.q_proj = nn.Linear(embed_dim, width)
+        self.k_proj = nn.Linear(embed_dim, width)
+        self.v_proj = nn.Linear(embed_dim, width)
+        self.out_proj = nn.Linear(width, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, T, D)``."""
+        b, t, _ = x.shape
+
+        def heads(y: torch.Tensor) -> torch.Tensor:
+            return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+        y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+
+
+class TransformerLayer(nn.Module):
+    """One encoder layer, post-LN (HuBERT Base) or pre-LN (``layer_norm_first``, Large)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, ffn_dim: int,
+                 layer_norm_first: bool, activation: str):
+        super().__init__()
+        self.self_attn = SelfAttention(embed_dim, num_heads, head_dim) if num_heads > 0 else None
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.fc1 = nn.Linear(embed_dim, ffn_dim) if ffn_dim > 0 else None
+        self.fc2 = nn.Linear(ffn_dim, embed_dim) if ffn_dim > 0 else None
+        self.final_layer_norm = nn.LayerNorm(embed_dim)
+        self.layer_norm_first = layer_norm_first
+        self.activation = activation
+
+    def _ffn(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(activation_fn(self.activation)(self.fc1(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, T, D)``."""
+        if self.layer_norm_first:
+            if self.self_attn is not None:
+                x = x + self.self_attn(self.self_attn_layer_norm(x))
+            if self.fc1 is not None:
+                x = x + self._ffn(self.final_layer_norm(x))
+            return x
+        if self.self_attn is not None:
+            x = x + self.self_attn(x)
+        x = self.self_attn_layer_norm(x)
+        if self.fc1 is not None:
+            x = x + self._ffn(x)
+        return self.final_layer_norm(x)
+
+
+class TransformerEncoder(nn.Module):
+    """Convolutional position embedding, then the layers, with one extra layer norm."""
+
+    def __init__(self, arch: HubertArch):
+        super().__init__()
+        d = arch.embed_dim
+        # The weight-normed conv of the original is stored here already multiplied out.
+        self.pos_conv = nn.Conv1d(d, d, arch.conv_pos, padding=arch.conv_pos // 2, groups=arch.conv_pos_groups)
+        self.trim = 1 if arch.conv_pos % 2 == 0 else 0  # fairseq's SamePad
+        self.layer_norm = nn.LayerNorm(d)
+        self.norm_before_layers = arch.norm_before_layers
+        self.layers = nn.ModuleList(
+            TransformerLayer(d, heads, arch.head_dim, ffn, arch.layer_norm_first, arch.activation)
+            for heads, ffn in zip(arch.num_heads, arch.ffn_dims, strict=True)
+        )
+
+    def forward(self, x: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
+        """``(B, T, D)`` -> output of layer ``num_layers`` (all layers if None), ``(B, T, D)``.
+
+        Stopping early skips a trailing layer norm, as fairseq's ``output_layer`` does.
+        """
+        pos = self.pos_conv(x.transpose(1, 2))
+        if self.trim:
+            pos = pos[..., : -self.trim]
+        x = x + F.gelu(pos).transpose(1, 2)
+        if self.norm_before_layers:
+            x = self.layer_norm(x)
+        stop = len(self.layers) if num_layers is None else min(num_layers, len(self.layers))
+        for layer in self.layers[:stop]:
+            x = layer(x)
+        if not self.norm_before_layers and stop == len(self.layers):
+            x = self.layer_norm(x)
+        return x
+
+
+class FeatureExtractor(nn.Module):
+    """The strided conv stack: ``(B, N)`` waveform -> ``(B, C, T)`` features."""
+
+    def __init__(self, arch: HubertArch):
+        super().__init__()
+        blocks, in_ch = [], 1
+        for i, (out_ch, kernel, stride) in enumerate(arch.conv_layers):
+            if arch.extractor_mode == "layer_norm":
+                norm = "layer"
+            else:
+                norm = "group" if i == 0 else None
+            blocks.append(ConvBlock(in_ch, out_ch, kernel, stride, arch.conv_bias, norm))
+            in_ch = out_ch
+        self.conv_layers = nn.ModuleList(blocks)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav[:, None, :]
+        for block in self.conv_layers:
+            x = block(x)
+        return x
+
+
+class HubertNet(nn.Module):
+    """The whole network; ``forward`` gives the hidden states of a chosen layer."""
+
+    def __init__(self, arch: HubertArch):
+        super().__init__()
+        self.arch = arch
+        channels = arch.conv_layers[-1][0]
+        self.feature_extractor = FeatureExtractor(arch)
+        # DPHuBERT multiplies the conv features by a learnt per-channel scale.
+        self.feature_scale = nn.Parameter(torch.ones(channels)) if arch.feature_scale else None
+        self.layer_norm = nn.LayerNorm(channels)
+        self.post_extract_proj = nn.Linear(channels, arch.embed_dim)
+        self.encoder = TransformerEncoder(arch)
+        self.final_proj = nn.Linear(arch.embed_dim, arch.final_dim) if arch.final_dim > 0 else None
+
+    def forward(self, wav: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
+        """``(B, N)`` 16 kHz audio -> ``(B, T, D)`` hidden states after layer ``num_layers``.
+
+        ``T = (N - 400) // 320 + 1`` for the standard conv stack.
+        """
+        if wav.shape[-1] < self.arch.receptive_field:
+            raise AudioError(
+                f"the audio is too short for the speech encoder: {wav.shape[-1]} samples at 16 kHz, "
+                f"it needs at least {self.arch.receptive_field}"
+            )
+        if self.arch.normalize_waveform:
+            wav = F.layer_norm(wav, wav.shape[-1:])
+        x = self.feature_extractor(wav).transpose(1, 2)
+        if self.feature_scale is not None:
+            x = x * self.feature_scale
+        x = self.post_extract_proj(self.layer_norm(x))
+        return self.encoder(x, num_layers)
+
+
+def weight_norm_to_weight(g: torch.Tensor, v: torch.Tensor, dim: int = 2) -> torch.Tensor:
+    """The weight ``g * v / ||v||`` that ``torch.nn.utils.weight_norm(dim=dim)`` computes."""
+    other = [d for d in range(v.dim()) if d != dim]
+    return g * v / v.norm(dim=other, keepdim=True)

@@ -1,0 +1,104 @@
+"""HuBERT-Soft (bshall/hubert v0.1, ``hubert-soft-0d54a1f4.pt``): soft speech units, 256-dim.
+
+The file is a flat state dict (keys possibly prefixed ``module.``) of bshall's ``HubertSoft``:
+a HuBERT Base network built from ``nn.TransformerEncoderLayer`` (post-LN) plus a 256-dim
+projection.  We map it onto ``HubertNet``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import WeightFileError
+from .base import ContentEncoder
+from .hubert import describe_file, fold_pos_conv, load_state
+from .hubert_net import HubertArch, HubertNet
+from .registry import EncoderSpec
+from .safe_pickle import load_weights
+
+WHAT = "a HuBERT-Soft state dict (hubert-soft-0d54a1f4.pt)"
+PAD = (400 - 320) // 2  # bshall's units() pads this many samples on each side
+HEAD_DIM = 64  # bshall's model: 768 dims, 12 heads
+_UNUSED_KEYS = ("masked_spec_embed", "label_embedding.weight")
+_RENAMES = [
+    (re.compile(r"^feature_extractor\.conv(\d+)\."), r"feature_extractor.conv_layers.\1.conv."),
+    (re.compile(r"^feature_extractor\.norm0\."), "feature_extractor.conv_layers.0.norm."),
+    (re.compile(r"^feature_projection\.norm\."), "layer_norm."),
+    (re.compile(r"^feature_projection\.projection\."), "post_extract_proj."),
+    (re.compile(r"^norm\."), "encoder.layer_norm."),
+    (re.compile(r"\.linear1\."), ".fc1."),
+    (re.compile(r"\.linear2\."), ".fc2."),
+    (re.compile(r"\.norm1\."), ".self_attn_layer_norm."),
+    (re.compile(r"\.norm2\."), ".final_layer_norm."),
+    (re.compile(r"^proj\."), "final_proj."),
+]
+
+
+class HubertSoftEncoder(ContentEncoder):
+    """Soft units: ``final_proj`` of the last layer, input padded by 40 samples per side."""
+
+    def __init__(self, net: HubertNet, name: str):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.dim = net.arch.final_dim
+
+    def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
+        """``(1, N)`` 16 kHz audio -> ``(1, dim, N // 320)``."""
+        x = self.net(F.pad(wav16k, (PAD, PAD)))
+        return self.net.final_proj(x).transpose(1, 2)
+
+
+def load_hubert_soft(path: Path, spec: EncoderSpec) -> HubertSoftEncoder:
+    """Load bshall's v0.1 HuBERT-Soft state dict at ``path``."""
+    state = load_weights(path, WHAT)
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        hint = ("it is a hubert-soft v0.2 checkpoint; so-vits-svc uses the v0.1 file"
+                if isinstance(state, dict) and "hubert" in state else describe_file(state))
+        raise WeightFileError(f"'{path}' is not {WHAT}: {hint}")
+    state = {k.removeprefix("module."): v.float() for k, v in state.items()}
+    if "proj.weight" not in state or "feature_extractor.conv0.weight" not in state:
+        raise WeightFileError(f"'{path}' is not {WHAT}: it lacks 'proj.weight' / 'feature_extractor.conv0.weight'")
+    net = HubertNet(_arch(state, path))
+    load_state(net, map_soft_keys(state), path, WHAT)
+    return HubertSoftEncoder(net.eval(), spec.name)
+
+
+def _arch(state: dict[str, torch.Tensor], path: Path) -> HubertArch:
+    n_conv = sum(1 for k in state if re.fullmatch(r"feature_extractor\.conv\d+\.weight", k))
+    conv = tuple(
+        (state[f"feature_extractor.conv{i}.weight"].shape[0], state[f"feature_extractor.conv{i}.weight"].shape[2],
+         5 if i == 0 else 2)
+        for i in range(n_conv)
+    )
+    layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
+    dim = state["feature_projection.projection.weight"].shape[0]
+    if not layers or dim % HEAD_DIM:
+        raise WeightFileError(f"'{path}' is not {WHAT}: unexpected encoder layout")
+    ffn = state["encoder.layers.0.linear1.weight"].shape[0]
+    return HubertArch(
+        conv_layers=conv, conv_bias=False, extractor_mode="default", embed_dim=dim,
+        num_heads=(dim // HEAD_DIM,) * len(layers), head_dim=HEAD_DIM, ffn_dims=(ffn,) * len(layers),
+        layer_norm_first=False, norm_before_layers=True, final_dim=state["proj.weight"].shape[0],
+    )
+
+
+def map_soft_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """bshall HubertSoft parameter names -> ``HubertNet`` names."""
+    out = {}
+    for key, value in state.items():
+        if key in _UNUSED_KEYS:
+            continue
+        if key.endswith(("self_attn.in_proj_weight", "self_attn.in_proj_bias")):
+            prefix, kind = key.rsplit(".in_proj_", 1)
+            for name, part in zip(("q", "k", "v"), value.chunk(3), strict=True):
+                out[f"{prefix}.{name}_proj.{kind}"] = part
+            continue
+        for pattern, repl in _RENAMES:
+            key = pattern.sub(repl, key)
+        out[key] = value
+    return fold_pos_conv(out, "positional_embedding.conv.", "encoder.pos_conv.")
