@@ -16,6 +16,7 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import inspect  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -270,8 +271,8 @@ class WebApp:
         self._prune_outputs()
         folder = self.output_dir / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
-        stem = Path(audio_path).stem[:60]
-        return folder / f"{stem}_{speaker}_{transpose:+g}key.{fmt}"
+        name = f"{Path(audio_path).stem[:60]}_{speaker[:40]}_{transpose:+g}key"
+        return folder / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.{fmt}"
 
     def _prune_outputs(self) -> None:
         limit = time.time() - DELETE_CACHE[1]
