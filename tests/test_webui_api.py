@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from encoder_fixtures import make_contentvec_file  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-from model_fixtures import make_model_dir  # noqa: E402
+from model_fixtures import make_checkpoint  # noqa: E402
 
 import webui  # noqa: E402
 from svc.errors import AudioError  # noqa: E402
@@ -47,8 +47,8 @@ def folders(tmp_path_factory):
     checkpoints, pretrain = root / "checkpoints", root / "pretrain"
     pretrain.mkdir()
     make_contentvec_file(pretrain / "checkpoint_best_legacy_500.pt")
-    make_model_dir(checkpoints / "trio", speakers=SPEAKERS)
-    make_model_dir(checkpoints / "solo", speakers=["solo"])
+    make_checkpoint(checkpoints / "trio", speakers=tuple(SPEAKERS))
+    make_checkpoint(checkpoints / "solo", speakers=("solo",))
     return checkpoints, pretrain
 
 
@@ -157,7 +157,7 @@ def test_each_session_keeps_its_own_model(server, sung):
 
 def test_upload_good_model(server, folders, tmp_path):
     checkpoints, _ = folders
-    source = make_model_dir(tmp_path / "new", speakers=["x", "y"])
+    source = make_checkpoint(tmp_path / "new", speakers=("x", "y"))
     files = [handle_file(str(p)) for p in sorted(source.iterdir())]
     client = Client(server, verbose=False)
     message, models, _ = client.predict(files, "uploaded", api_name="/upload_model")
@@ -171,7 +171,7 @@ def test_upload_good_model(server, folders, tmp_path):
 def test_upload_bad_model_is_rejected_and_leaves_nothing(server, folders, tmp_path):
     checkpoints, _ = folders
     before = sorted(p.name for p in checkpoints.iterdir())
-    source = make_model_dir(tmp_path / "bad", speakers=["x"])
+    source = make_checkpoint(tmp_path / "bad", speakers=("x",))
     pth = next(source.glob("*.pth"))
     pth.write_bytes(b"this is not a checkpoint")
     client = Client(server, verbose=False)

@@ -39,14 +39,14 @@ import webui  # noqa: E402
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from encoder_fixtures import make_contentvec_file
-    from model_fixtures import make_model_dir
+    from model_fixtures import make_checkpoint
 
     root = tmp_path_factory.mktemp("browser")
     checkpoints, pretrain = root / "checkpoints", root / "pretrain"
     pretrain.mkdir()
     make_contentvec_file(pretrain / "checkpoint_best_legacy_500.pt")
-    make_model_dir(checkpoints / "choir", speakers=SPEAKERS)
-    make_model_dir(checkpoints / "another", speakers=["one"])
+    make_checkpoint(checkpoints / "choir", speakers=tuple(SPEAKERS))
+    make_checkpoint(checkpoints / "another", speakers=("one",))
     demo = webui.build_demo(checkpoints, pretrain, "cpu")
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                 css=webui.CSS)
