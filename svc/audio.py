@@ -1,17 +1,187 @@
-"""Audio helpers: resampling (and, at the edges of the program, file I/O)."""
+"""Audio helpers: resampling, and file I/O at the edges of the program.
+
+Files are read and written with soundfile (libsndfile), which handles WAV (8-32 bit integer and
+float), FLAC, OGG/Vorbis and MP3 (libsndfile >= 1.1). Reading returns float32 in [-1, 1] for
+integer files; every problem with a file is an :class:`~svc.errors.AudioError` naming the file.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio.transforms as T
+
+from .errors import AudioError
+
+logger = logging.getLogger(__name__)
+
+MIN_SECONDS = 0.1
+MAX_SECONDS = 2 * 3600.0
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768_000
+# Output formats by file suffix, with the subtype written by default and those allowed.
+WRITE_FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    ".wav": ("WAV", "PCM_16", ("PCM_16", "PCM_24", "PCM_32", "FLOAT")),
+    ".flac": ("FLAC", "PCM_16", ("PCM_16", "PCM_24")),
+}
 
 
-def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Resample along the last axis the way so-vits-svc does.
+def resample(wav: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width: int = 6) -> torch.Tensor:
+    """Resample along the last axis exactly as so-vits-svc does.
 
-    so-vits-svc uses ``torchaudio.transforms.Resample(orig, new)`` with its defaults (Hann-windowed
-    sinc, width 6, rolloff 0.99); the functional form computes the same kernel.
+    so-vits-svc uses ``torchaudio.transforms.Resample(orig, new)`` (Hann-windowed sinc, width 6,
+    rolloff 0.99; the enhancer uses width 128). The transform computes its kernel in float64 and
+    stores it as float32, while ``torchaudio.functional.resample`` computes it in the input's dtype,
+    which differs by up to about 1e-5, so we build the transform (cheap) to get the same numbers.
     """
     if orig_sr == new_sr:
         return wav
-    return AF.resample(wav, int(orig_sr), int(new_sr))
+    transform = T.Resample(int(orig_sr), int(new_sr), lowpass_filter_width=lowpass_filter_width)
+    return transform.to(device=wav.device, dtype=wav.dtype)(wav)
+
+
+def _info(path: Path) -> sf._SoundFileInfo:
+    if not path.exists():
+        raise AudioError(f"Audio file '{path}' does not exist; check the path.")
+    if not path.is_file():
+        raise AudioError(f"'{path}' is not a file; give the path of an audio file.")
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(
+            f"Cannot read '{path}' as audio ({exc}); use a WAV, FLAC, OGG or MP3 file."
+        ) from exc
+
+
+def _check_info(path: Path, info: sf._SoundFileInfo, max_seconds: float | None) -> None:
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"'{path}' has an unusable sample rate of {info.samplerate} Hz; "
+            f"resave it at a rate between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz."
+        )
+    if info.channels < 1:
+        raise AudioError(f"'{path}' has no audio channels; use a file with sound in it.")
+    if max_seconds is not None and info.frames > max_seconds * info.samplerate:
+        raise AudioError(
+            f"'{path}' is {info.frames / info.samplerate / 60:.1f} minutes long, more than the "
+            f"{max_seconds / 60:.0f} minutes allowed; cut it into shorter files."
+        )
+
+
+def _check_samples(path: Path, wav: np.ndarray, sr: int) -> None:
+    n = wav.shape[-1]
+    if n == 0:
+        raise AudioError(f"'{path}' contains no audio samples; use a file with sound in it.")
+    if n < MIN_SECONDS * sr:
+        raise AudioError(
+            f"'{path}' is only {n / sr * 1000:.0f} ms long; use at least {MIN_SECONDS * 1000:.0f} ms of audio."
+        )
+    if not np.isfinite(wav).all():
+        raise AudioError(f"'{path}' contains NaN or infinite samples; the file is corrupt, re-export it.")
+
+
+def read_audio(
+    path: str | os.PathLike[str], *, mono: bool = False, max_seconds: float | None = MAX_SECONDS
+) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32: ``([channels, N], sr)``, or ``([N], sr)`` with ``mono``.
+
+    Integer files are scaled to [-1, 1); float files are returned as stored. Raises
+    ``AudioError`` for a missing, unreadable, empty, too short (< 0.1 s), too long
+    (> ``max_seconds``), non-finite or absurd-sample-rate file.
+    """
+    path = Path(path)
+    info = _info(path)
+    _check_info(path, info, max_seconds)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"Cannot decode '{path}' ({exc}); the file may be damaged, re-export it.") from exc
+    # soundfile gives [N, channels]; avoid a second full-size copy where we can.
+    if data.shape[1] == 1:
+        wav = data[:, 0]
+    elif mono:
+        wav = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+    else:
+        wav = np.ascontiguousarray(data.T)
+    del data
+    _check_samples(path, wav, sr)
+    if wav.ndim == 1 and not mono:
+        wav = wav[None, :]
+    return wav, int(sr)
+
+
+def audio_duration(path: str | os.PathLike[str]) -> float:
+    """Duration of an audio file in seconds, from its header (nothing is decoded)."""
+    path = Path(path)
+    info = _info(path)
+    return info.frames / info.samplerate if info.samplerate > 0 else 0.0
+
+
+def to_mono(wav: np.ndarray) -> np.ndarray:
+    """Average the channels of ``[channels, N]`` audio into ``[N]`` (1-D input is returned as is).
+
+    Same as ``librosa.to_mono``, which the reference's web UI applies before slicing.
+    """
+    wav = np.asarray(wav)
+    if wav.ndim == 1:
+        return wav
+    if wav.ndim != 2:
+        raise ValueError(f"expected audio of shape [channels, N] or [N], got {wav.shape}")
+    if wav.shape[0] == 1:
+        return wav[0]
+    return wav.mean(axis=0, dtype=np.float64).astype(wav.dtype, copy=False)
+
+
+def _write_format(path: Path, subtype: str | None) -> tuple[str, str]:
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_FORMATS:
+        raise AudioError(
+            f"Cannot write '{path}': unknown output format '{suffix}'; use one of {sorted(WRITE_FORMATS)}."
+        )
+    fmt, default, allowed = WRITE_FORMATS[suffix]
+    subtype = (subtype or default).upper()
+    if subtype not in allowed:
+        raise AudioError(f"Cannot write '{path}' as {subtype}; {suffix} files can be one of {list(allowed)}.")
+    return fmt, subtype
+
+
+def write_audio(
+    path: str | os.PathLike[str], wav: np.ndarray | torch.Tensor, sr: int, *, subtype: str | None = None
+) -> Path:
+    """Write ``[N]`` or ``[channels, N]`` audio to a .wav or .flac file, atomically.
+
+    The default is 16-bit PCM (``subtype="PCM_24"``, ``"PCM_32"`` or, for WAV, ``"FLOAT"`` on
+    request). Integer output is clipped to [-1, 1] first so loud peaks saturate instead of
+    wrapping around. The data goes to a temporary file in the same folder that is renamed over
+    ``path`` at the end, so ``path`` never holds a half-written file.
+    """
+    path = Path(path)
+    fmt, subtype = _write_format(path, subtype)
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    data = np.asarray(wav, dtype=np.float32)
+    if data.ndim not in (1, 2):
+        raise ValueError(f"expected audio of shape [N] or [channels, N], got {data.shape}")
+    if not np.isfinite(data).all():
+        raise ValueError("refusing to write audio that contains NaN or infinite samples")
+    if subtype != "FLOAT":
+        data = np.clip(data, -1.0, 1.0)
+    frames = data.T if data.ndim == 2 else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; outputs are ordinary files
+        sf.write(tmp, frames, int(sr), format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %s (%s, %d Hz)", path, subtype, sr)
+    return path

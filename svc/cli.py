@@ -210,7 +210,7 @@ def _cmd_f0(args: argparse.Namespace) -> int:
     f0 = predictor.compute_f0(wav)
     times = np.arange(len(f0)) * args.hop / args.sr
     print("time_s,f0_hz")
-    for t, value in zip(times, f0):
+    for t, value in zip(times, f0, strict=False):
         print(f"{t:.4f},{value:.2f}")
     if args.plot:
         fig = plot_f0([F0Curve(args.f0_method, times, f0)], title=f"F0 of {args.input.name}")

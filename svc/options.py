@@ -64,7 +64,7 @@ class ConvertOptions:
         if not isinstance(self.f0_method, str) or not self.f0_method:
             raise OptionsError(f"f0_method must be a predictor name, got {self.f0_method!r}")
 
-    def with_(self, **changes: Any) -> "ConvertOptions":
+    def with_(self, **changes: Any) -> ConvertOptions:
         """A copy with some settings changed (validated again)."""
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .audio import resample
-from .crossfade import CrossfadePlan, split_for_clip, stitch_pieces
+from .crossfade import fit_length, output_spans, split_pieces, stitch
 from .features import repeat_expand
 from .options import ConvertOptions
 from .slicer import Chunk, slice_audio
@@ -119,21 +119,21 @@ def convert(
     for index, chunk in enumerate(chunks):
         if not chunk.is_speech:
             continue  # silence stays silent: `out` is already zero there
-        plan = _clip_plan(options, chunk.end - chunk.start, sr)
-        pieces = split_for_clip(chunk.end - chunk.start, plan, sr)
+        clip, overlap = _clip_lengths(options, chunk.end - chunk.start, sr)
+        pieces = split_pieces(chunk.end - chunk.start, sr, clip, overlap)
+        spans = output_spans(pieces, sr, target_sr)
         rendered = []
-        for number, (start, end) in enumerate(pieces, 1):
+        for number, (piece, span) in enumerate(zip(pieces, spans, strict=True), 1):
             text = f"chunk {index + 1}/{len(chunks)}" + (f", piece {number}/{len(pieces)}" if len(pieces) > 1 else "")
             progress(voiced_done / voiced_total, text)
-            piece_audio, track = _convert_piece(
-                wav[chunk.start + start : chunk.start + end], sr, chunk.start + start, options, parts, clock
-            )
-            rendered.append(piece_audio)
+            start = chunk.start + piece.start
+            piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock)
+            rendered.append(fit_length(piece_audio, span.length))
             tracks.append(track)
-            voiced_done += end - start
+            voiced_done += piece.length - piece.overlap
         with clock.stage("crossfade"):
-            length = bounds[index + 1] - bounds[index]
-            out[bounds[index] : bounds[index + 1]] = stitch_pieces(rendered, plan, target_sr, length)
+            joined = stitch(rendered, [span.overlap for span in spans], options.crossfade_keep)
+            out[bounds[index] : bounds[index + 1]] = fit_length(joined, bounds[index + 1] - bounds[index])
     progress(1.0, "done")
     return ConversionResult(out, target_sr, chunks, tracks, clock.totals)
 
@@ -168,14 +168,12 @@ def _convert_piece(
         audio = audio[0, 0].float()
     if options.enhance and parts.enhancer is not None:
         with clock.stage("enhance"):
-            audio, _ = parts.enhancer.enhance(
-                audio[None], target_sr, f0_used[:, :, None].float(), hop, adaptive_key=options.enhancer_adaptive_key
-            )
-            audio = audio[0] if audio.dim() > 1 else audio
-    audio_np = audio.detach().cpu().numpy().astype(np.float32)
+            key = options.enhancer_adaptive_key
+            audio = parts.enhancer.enhance(audio, target_sr, f0_used[0], hop, adaptive_key=key)
     if options.loudness_mix != 1:
         with clock.stage("loudness"):
-            audio_np = change_rms(wav, target_sr, audio_np, target_sr, options.loudness_mix)
+            audio = change_rms(wav, target_sr, audio, target_sr, options.loudness_mix)
+    audio_np = audio.detach().cpu().numpy().astype(np.float32, copy=False)
     trim = int(target_sr * options.pad_seconds)
     if trim:
         audio_np = audio_np[trim:-trim]
@@ -189,13 +187,14 @@ def _convert_piece(
     return audio_np, track
 
 
-def _clip_plan(options: ConvertOptions, length: int, sr: int) -> CrossfadePlan:
-    """The user's forced chunking, or an automatic one for stretches too long to hold at once."""
+def _clip_lengths(options: ConvertOptions, length: int, sr: int) -> tuple[float, float]:
+    """(clip, crossfade) seconds: the user's forced chunking, or an automatic one for stretches
+    too long to hold at once."""
     if options.clip_seconds > 0:
-        return CrossfadePlan(options.clip_seconds, options.crossfade_seconds, options.crossfade_keep)
+        return options.clip_seconds, options.crossfade_seconds
     if length > AUTO_CLIP_SECONDS * sr:
-        return CrossfadePlan(AUTO_CLIP_SECONDS, AUTO_CROSSFADE_SECONDS, options.crossfade_keep)
-    return CrossfadePlan(0.0, 0.0, options.crossfade_keep)
+        return AUTO_CLIP_SECONDS, AUTO_CROSSFADE_SECONDS
+    return 0.0, 0.0
 
 
 def _target_bounds(chunks: list[Chunk], sr: int, target_sr: int) -> list[int]:

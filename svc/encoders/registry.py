@@ -8,7 +8,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-CONTENTVEC_SOURCE = "https://ibm.ent.box.com/s/z1wgl1stco8ffooyatzdwsqn2psd9lrr (ContentVec legacy 500, or RVC's hubert_base.pt renamed)"
+CONTENTVEC_SOURCE = (
+    "https://ibm.ent.box.com/s/z1wgl1stco8ffooyatzdwsqn2psd9lrr"
+    " (ContentVec legacy 500, or RVC's hubert_base.pt renamed)"
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,192 @@
+"""Audio I/O: formats, bit depths, channel layouts, odd rates, atomic writes, every error case."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from svc.audio import audio_duration, read_audio, resample, to_mono, write_audio
+from svc.errors import AudioError
+
+
+def _sine(sr: int, secs: float = 0.5, channels: int = 1, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(sr * secs)) / sr
+    return np.stack([amp * np.sin(2 * np.pi * (220 + 110 * c) * t) for c in range(channels)]).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "subtype, tol",
+    [("PCM_U8", 1 / 64), ("PCM_S8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-6), ("PCM_32", 1e-7),
+     ("FLOAT", 0.0), ("DOUBLE", 0.0)],
+)
+def test_reads_wav_bit_depths(tmp_path: Path, subtype: str, tol: float) -> None:
+    x = _sine(16000)
+    fmt = "WAV" if subtype != "PCM_S8" else "AIFF"  # WAV has no signed 8-bit; AIFF does
+    path = tmp_path / f"a.{'wav' if fmt == 'WAV' else 'aiff'}"
+    sf.write(path, x.T, 16000, format=fmt, subtype=subtype)
+    wav, sr = read_audio(path)
+    assert sr == 16000 and wav.dtype == np.float32 and wav.shape == x.shape
+    np.testing.assert_allclose(wav, x, atol=tol + 1e-7)
+
+
+@pytest.mark.parametrize(
+    "suffix, fmt, subtype, tol",
+    [(".flac", "FLAC", "PCM_24", 1e-6), (".ogg", "OGG", "VORBIS", 0.05), (".mp3", "MP3", "MPEG_LAYER_III", 0.1)],
+)
+def test_reads_compressed_formats(tmp_path: Path, suffix: str, fmt: str, subtype: str, tol: float) -> None:
+    x = _sine(22050, 1.0, channels=2)
+    path = tmp_path / f"a{suffix}"
+    sf.write(path, x.T, 22050, format=fmt, subtype=subtype)
+    wav, sr = read_audio(path)
+    assert sr == 22050 and wav.shape[0] == 2
+    assert abs(wav.shape[1] - x.shape[1]) <= 2048  # lossy decoders may pad
+    n = min(wav.shape[1], x.shape[1])
+    # Lossy codecs: compare the level, not the waveform.
+    assert abs(np.sqrt(np.mean(wav[:, :n] ** 2)) - np.sqrt(np.mean(x[:, :n] ** 2))) < tol
+
+
+def test_reads_committed_mp3() -> None:
+    wav, sr = read_audio(Path(__file__).parent / "data" / "tone_440hz_16k.mp3", mono=True)
+    assert sr == 16000 and wav.ndim == 1 and 0.2 < np.abs(wav).max() < 0.6
+    spectrum = np.abs(np.fft.rfft(wav))
+    assert abs(np.argmax(spectrum) * sr / len(wav) - 440) < 5
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+@pytest.mark.parametrize("sr", [8000, 11025, 44100, 96000, 12345])
+def test_channels_and_odd_rates(tmp_path: Path, channels: int, sr: int) -> None:
+    x = _sine(sr, 0.2, channels)
+    path = tmp_path / "a.wav"
+    sf.write(path, x.T, sr, subtype="FLOAT")
+    wav, got_sr = read_audio(path)
+    assert got_sr == sr and wav.shape == (channels, x.shape[1])
+    mono, _ = read_audio(path, mono=True)
+    np.testing.assert_allclose(mono, x.mean(axis=0), atol=1e-6)
+
+
+def test_to_mono() -> None:
+    x = np.array([[1.0, 0.0, -1.0], [0.0, 0.5, 1.0]], np.float32)
+    np.testing.assert_allclose(to_mono(x), [0.5, 0.25, 0.0])
+    assert to_mono(x[0]) is x[0] or np.array_equal(to_mono(x[0]), x[0])
+    np.testing.assert_array_equal(to_mono(x[:1]), x[0])
+    with pytest.raises(ValueError):
+        to_mono(np.zeros((1, 2, 3)))
+
+
+@pytest.mark.parametrize(
+    "suffix, subtype, tol", [(".wav", None, 1 / 32768), (".wav", "FLOAT", 0), (".flac", None, 1 / 32768),
+                             (".flac", "PCM_24", 1 / 2**23), (".wav", "PCM_24", 1 / 2**23)])
+def test_write_round_trip(tmp_path: Path, suffix: str, subtype: str | None, tol: float) -> None:
+    x = _sine(24000, 0.3, channels=2)
+    path = write_audio(tmp_path / f"out{suffix}", x, 24000, subtype=subtype)
+    info = sf.info(path)
+    assert info.subtype == (subtype or "PCM_16") and info.samplerate == 24000 and info.channels == 2
+    wav, _ = read_audio(path)
+    np.testing.assert_allclose(wav, x, atol=tol)
+    assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir()] == [f"out{suffix}"]  # no temp files left
+
+
+def test_write_clips_instead_of_wrapping(tmp_path: Path) -> None:
+    x = np.array([0.0, 1.5, -2.0, 0.25] * 1000, np.float32)
+    wav, _ = read_audio(write_audio(tmp_path / "o.wav", torch.from_numpy(x), 16000))
+    assert wav.max() == pytest.approx(32767 / 32768) and wav.min() == -1.0
+    f, _ = read_audio(write_audio(tmp_path / "f.wav", x, 16000, subtype="float"))
+    assert f.max() == 1.5  # float keeps the peaks
+
+
+def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "o.wav"
+    write_audio(path, _sine(16000), 16000)
+    before = path.read_bytes()
+
+    def broken_write(file, *args, **kwargs):
+        Path(file).write_bytes(b"RIFF half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sf, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_audio(path, _sine(16000, amp=0.1), 16000)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+
+
+def test_write_errors(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="unknown output format '.mp3'"):
+        write_audio(tmp_path / "o.mp3", _sine(16000), 16000)
+    with pytest.raises(AudioError, match="FLOAT"):
+        write_audio(tmp_path / "o.flac", _sine(16000), 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match="NaN"):
+        write_audio(tmp_path / "o.wav", np.full(1000, np.nan, np.float32), 16000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write_raw(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="does not exist"):
+        read_audio(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match="is not a file"):
+        read_audio(tmp_path)
+    with pytest.raises(AudioError, match="Cannot read .*notes.txt"):
+        read_audio(_write_raw(tmp_path / "notes.txt", b"hello, this is text, not sound\n" * 10))
+    with pytest.raises(AudioError, match="Cannot read"):
+        read_audio(_write_raw(tmp_path / "trunc.wav", b"RIFF\x10\x00\x00\x00WAVEjunk"))
+    with pytest.raises(AudioError, match="Cannot read"):
+        read_audio(_write_raw(tmp_path / "empty.wav", b""))
+
+    empty = tmp_path / "nosamples.wav"
+    sf.write(empty, np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(AudioError, match="no audio samples"):
+        read_audio(empty)
+
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(1599, np.float32), 16000)
+    with pytest.raises(AudioError, match="only 100 ms long"):
+        read_audio(short)
+    sf.write(short, np.zeros(1600, np.float32), 16000)
+    assert read_audio(short)[0].shape == (1, 1600)
+
+    nan = tmp_path / "nan.wav"
+    bad = _sine(16000)[0]
+    bad[100] = np.nan
+    sf.write(nan, bad, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        read_audio(nan)
+    bad[100] = np.inf
+    sf.write(nan, bad, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        read_audio(nan)
+
+    slow = tmp_path / "slow.wav"
+    sf.write(slow, np.zeros(1000, np.float32), 100)
+    with pytest.raises(AudioError, match="sample rate of 100 Hz"):
+        read_audio(slow)
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(16000 * 3, np.float32), 16000)
+    with pytest.raises(AudioError, match="minutes long"):
+        read_audio(long, max_seconds=2.0)
+    assert audio_duration(long) == pytest.approx(3.0)
+    assert read_audio(long, max_seconds=None)[0].shape == (1, 48000)
+
+
+def test_resample_identity_and_length() -> None:
+    x = torch.randn(1, 16000)
+    assert resample(x, 16000, 16000) is x
+    assert resample(x, 16000, 44100).shape == (1, 44100)
+
+
+@pytest.mark.parametrize("orig, new, width", [(44100, 16000, 6), (32000, 16000, 6), (44100, 47000, 128)])
+def test_resample_is_exactly_the_reference_transform(orig: int, new: int, width: int) -> None:
+    # so-vits-svc calls torchaudio.transforms.Resample; functional.resample differs by ~1e-5.
+    import torchaudio.transforms as T
+
+    x = torch.randn(2, orig // 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(resample(x, orig, new, width), T.Resample(orig, new, lowpass_filter_width=width)(x))
