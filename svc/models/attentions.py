@@ -1,0 +1,163 @@
+"""Transformer parts of so-vits-svc: relative-position encoder (enc_p) and causal FFT blocks.
+
+Layout and parameter names follow the reference (VITS ``attentions.py``) so checkpoints load
+as they are.  Dropout is omitted: inference runs in eval mode where it is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import LayerNorm, gated_activation, weight_normed
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention over ``(B, C, T)``, optionally with shared relative-position embeddings."""
+
+    def __init__(self, channels: int, n_heads: int, window_size: int | None = None):
+        super().__init__()
+        if channels % n_heads:
+            raise ValueError(f"hidden channels {channels} are not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.k_channels = channels // n_heads
+        self.window_size = window_size
+        self.conv_q = nn.Conv1d(channels, channels, 1)
+        self.conv_k = nn.Conv1d(channels, channels, 1)
+        self.conv_v = nn.Conv1d(channels, channels, 1)
+        self.conv_o = nn.Conv1d(channels, channels, 1)
+        if window_size is not None:
+            self.emb_rel_k = nn.Parameter(torch.zeros(1, window_size * 2 + 1, self.k_channels))
+            self.emb_rel_v = nn.Parameter(torch.zeros(1, window_size * 2 + 1, self.k_channels))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, d, t = x.shape
+        q = self.conv_q(x).view(b, self.n_heads, self.k_channels, t).transpose(2, 3)
+        k = self.conv_k(x).view(b, self.n_heads, self.k_channels, t).transpose(2, 3)
+        v = self.conv_v(x).view(b, self.n_heads, self.k_channels, t).transpose(2, 3)
+
+        q = q / math.sqrt(self.k_channels)
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        if self.window_size is not None:
+            rel_k = self._relative_embeddings(self.emb_rel_k, t)
+            rel_logits = torch.matmul(q, rel_k.unsqueeze(0).transpose(-2, -1))
+            scores = scores + _relative_to_absolute(rel_logits)
+        scores = scores.masked_fill(mask == 0, -1e4)
+        p_attn = F.softmax(scores, dim=-1)
+        out = torch.matmul(p_attn, v)
+        if self.window_size is not None:
+            rel_v = self._relative_embeddings(self.emb_rel_v, t)
+            out = out + torch.matmul(_absolute_to_relative(p_attn), rel_v.unsqueeze(0))
+        out = out.transpose(2, 3).contiguous().view(b, d, t)
+        return self.conv_o(out)
+
+    def _relative_embeddings(self, emb: torch.Tensor, length: int) -> torch.Tensor:
+        """The ``2*length-1`` embeddings for offsets ``-(length-1)..length-1`` (zeros outside the window)."""
+        pad = max(length - (self.window_size + 1), 0)
+        start = max((self.window_size + 1) - length, 0)
+        if pad > 0:
+            emb = F.pad(emb, [0, 0, pad, pad])
+        return emb[:, start:start + 2 * length - 1]
+
+
+def _relative_to_absolute(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, L, 2L-1)`` relative logits -> ``(B, H, L, L)`` by the pad-and-reshape skew."""
+    b, h, length, _ = x.shape
+    x = F.pad(x, [0, 1])
+    x = F.pad(x.view(b, h, length * 2 * length), [0, length - 1])
+    return x.view(b, h, length + 1, 2 * length - 1)[:, :, :length, length - 1:]
+
+
+def _absolute_to_relative(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, L, L)`` -> ``(B, H, L, 2L-1)``, the inverse skew."""
+    b, h, length, _ = x.shape
+    x = F.pad(x, [0, length - 1])
+    x = F.pad(x.view(b, h, length * length + length * (length - 1)), [length, 0])
+    return x.view(b, h, length, 2 * length)[:, :, :, 1:]
+
+
+class FFN(nn.Module):
+    """Two convolutions with ReLU; 'same' padding, or left-only padding when ``causal``."""
+
+    def __init__(self, channels: int, filter_channels: int, kernel_size: int, causal: bool = False):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.causal = causal
+        self.conv_1 = nn.Conv1d(channels, filter_channels, kernel_size)
+        self.conv_2 = nn.Conv1d(filter_channels, channels, kernel_size)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel_size == 1:
+            return x
+        if self.causal:
+            return F.pad(x, [self.kernel_size - 1, 0])
+        return F.pad(x, [(self.kernel_size - 1) // 2, self.kernel_size // 2])
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv_1(self._pad(x * x_mask)))
+        x = self.conv_2(self._pad(x * x_mask))
+        return x * x_mask
+
+
+class Encoder(nn.Module):
+    """Post-LN transformer with relative positions (window 4): the content encoder ``enc_p.enc_``."""
+
+    def __init__(self, hidden: int, filter_channels: int, n_heads: int, n_layers: int, kernel_size: int,
+                 window_size: int = 4):
+        super().__init__()
+        self.attn_layers = nn.ModuleList(MultiHeadAttention(hidden, n_heads, window_size) for _ in range(n_layers))
+        self.norm_layers_1 = nn.ModuleList(LayerNorm(hidden) for _ in range(n_layers))
+        self.ffn_layers = nn.ModuleList(FFN(hidden, filter_channels, kernel_size) for _ in range(n_layers))
+        self.norm_layers_2 = nn.ModuleList(LayerNorm(hidden) for _ in range(n_layers))
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, H, T)``, ``x_mask (B, 1, T)`` -> ``(B, H, T)``."""
+        attn_mask = x_mask.unsqueeze(2) * x_mask.unsqueeze(-1)
+        x = x * x_mask
+        layers = zip(self.attn_layers, self.norm_layers_1, self.ffn_layers, self.norm_layers_2, strict=True)
+        for attn, norm1, ffn, norm2 in layers:
+            x = norm1(x + attn(x, attn_mask))
+            x = norm2(x + ffn(x, x_mask))
+        return x * x_mask
+
+
+class FFT(nn.Module):
+    """Causal transformer (subsequent mask, causal FFN) of the F0 decoder and the transformer flow.
+
+    With ``gin_channels`` (flow use) each layer first gates ``cond_pre(x)`` with a slice of
+    ``cond_layer(g)``, as the reference does.
+    """
+
+    def __init__(self, hidden: int, filter_channels: int, n_heads: int, n_layers: int, kernel_size: int,
+                 gin_channels: int | None = None):
+        super().__init__()
+        self.hidden = hidden
+        self.conditioned = gin_channels is not None
+        if self.conditioned:
+            self.cond_pre = nn.Conv1d(hidden, 2 * hidden, 1)
+            self.cond_layer = weight_normed(nn.Conv1d(gin_channels, 2 * hidden * n_layers, 1))
+        self.self_attn_layers = nn.ModuleList(MultiHeadAttention(hidden, n_heads) for _ in range(n_layers))
+        self.norm_layers_0 = nn.ModuleList(LayerNorm(hidden) for _ in range(n_layers))
+        self.ffn_layers = nn.ModuleList(
+            FFN(hidden, filter_channels, kernel_size, causal=True) for _ in range(n_layers)
+        )
+        self.norm_layers_1 = nn.ModuleList(LayerNorm(hidden) for _ in range(n_layers))
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """``x (B, H, T)``, ``x_mask (B, 1, T)``, ``g (B, gin, 1|T)`` -> ``(B, H, T)``."""
+        if g is not None:
+            g = self.cond_layer(g)
+        t = x_mask.size(2)
+        causal_mask = torch.tril(torch.ones(t, t, device=x.device, dtype=x.dtype)).unsqueeze(0).unsqueeze(0)
+        x = x * x_mask
+        layers = zip(self.self_attn_layers, self.norm_layers_0, self.ffn_layers, self.norm_layers_1, strict=True)
+        for i, (attn, norm0, ffn, norm1) in enumerate(layers):
+            if g is not None:
+                offset = i * 2 * self.hidden
+                x = gated_activation(self.cond_pre(x), g[:, offset:offset + 2 * self.hidden, :], self.hidden)
+            x = norm0(x + attn(x, causal_mask))
+            x = norm1(x + ffn(x, x_mask))
+        return x * x_mask

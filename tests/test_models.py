@@ -1,0 +1,166 @@
+"""The generator against the so-vits-svc reference (saved expectations) and its own invariants."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from model_fixtures import FRAMES, PARITY_CASES, make_checkpoint, make_inputs  # noqa: E402
+
+from svc.checkpoint import load_generator  # noqa: E402
+from svc.config import ModelConfig  # noqa: E402
+from svc.models import NsfHifiGan, f0_to_coarse  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    variants = {variant for variant, _, _ in PARITY_CASES.values()}
+    return {v: make_checkpoint(root / v, v) for v in sorted(variants)}
+
+
+def _load(model_dir: Path):
+    cfg = json.loads((model_dir / "config.json").read_text())
+    loaded = load_generator(model_dir / "G_100.pth", ModelConfig.from_json(model_dir / "config.json"))
+    return loaded.model, cfg
+
+
+@pytest.fixture(scope="module")
+def default_model(model_dirs):
+    return _load(model_dirs["4.1"])
+
+
+@pytest.mark.parametrize("case", list(PARITY_CASES))
+def test_matches_reference(model_dirs, case):
+    variant, predict_f0, use_vol = PARITY_CASES[case]
+    model, cfg = _load(model_dirs[variant])
+    x = make_inputs(cfg)
+    audio, f0 = model.infer(x["c"], x["f0"], x["uv"], x["g"], noise_scale=0.4, seed=52468,
+                            predict_f0=predict_f0, vol=x["vol"] if use_vol else None)
+    expected = np.load(DATA / f"reference_{case}.npy")
+    assert audio.shape == (1, 1, FRAMES * cfg["data"]["hop_length"])
+    assert np.abs(audio.numpy().reshape(-1) - expected).max() <= TOLERANCE
+    if (DATA / f"reference_{case}_f0.npy").exists():
+        np.testing.assert_allclose(f0.numpy().reshape(-1), np.load(DATA / f"reference_{case}_f0.npy"), atol=1e-3)
+
+
+def test_output_shape_and_f0_passthrough(default_model):
+    model, cfg = default_model
+    x = make_inputs(cfg, frames=9)
+    audio, f0 = model.infer(x["c"], x["f0"], x["uv"], x["g"])
+    assert audio.shape == (1, 1, 9 * 512)
+    assert audio.dtype == torch.float32 and audio.is_inference()
+    assert torch.equal(f0, x["f0"])
+    assert float(audio.abs().max()) <= 1.0
+
+
+def test_seed_makes_it_deterministic_without_touching_global_rng(default_model):
+    model, cfg = default_model
+    x = make_inputs(cfg)
+    state = torch.get_rng_state()
+    a1, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"], seed=1)
+    torch.rand(100)  # global RNG activity between calls must not matter
+    a2, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"], seed=1)
+    a3, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"], seed=2)
+    assert torch.equal(a1, a2)
+    assert (a1 - a3).abs().max() > 1e-3
+    torch.set_rng_state(state)
+
+
+def test_noise_scale_zero_removes_prior_noise_only(default_model):
+    model, cfg = default_model
+    x = make_inputs(cfg)
+    a0, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"], noise_scale=0.0)
+    a1, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"], noise_scale=0.8)
+    assert (a0 - a1).abs().max() > 1e-3
+
+
+def test_speaker_and_f0_change_the_audio(default_model):
+    model, cfg = default_model
+    x = make_inputs(cfg)
+    base, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"])
+    other_spk, _ = model.infer(x["c"], x["f0"], x["uv"], torch.LongTensor([[2]]))
+    higher, _ = model.infer(x["c"], x["f0"] * 1.5, x["uv"], x["g"])
+    assert (base - other_spk).abs().max() > 1e-3
+    assert (base - higher).abs().max() > 1e-3
+
+
+def test_predict_f0_replaces_f0_only_with_a_decoder(model_dirs, default_model):
+    model, cfg = default_model
+    x = make_inputs(cfg)
+    _, f0 = model.infer(x["c"], x["f0"], x["uv"], x["g"], predict_f0=True)
+    assert f0.shape == x["f0"].shape and not torch.equal(f0, x["f0"])
+    no_decoder, _ = _load(model_dirs["no_auto_f0"])
+    assert not hasattr(no_decoder, "f0_decoder")
+    _, f0_kept = no_decoder.infer(x["c"], x["f0"], x["uv"], x["g"], predict_f0=True)
+    assert torch.equal(f0_kept, x["f0"])
+
+
+def test_vol_is_used_only_by_vol_models(model_dirs, default_model):
+    x = make_inputs(default_model[1])
+    vol_model, _ = _load(model_dirs["vol_embedding"])
+    with_vol, _ = vol_model.infer(x["c"], x["f0"], x["uv"], x["g"], vol=x["vol"])
+    without, _ = vol_model.infer(x["c"], x["f0"], x["uv"], x["g"])
+    assert (with_vol - without).abs().max() > 1e-4
+    plain, _ = default_model
+    a, _ = plain.infer(x["c"], x["f0"], x["uv"], x["g"], vol=x["vol"])
+    b, _ = plain.infer(x["c"], x["f0"], x["uv"], x["g"])
+    assert torch.equal(a, b)
+
+
+def test_weight_norm_is_folded(default_model):
+    model, _ = default_model
+    names = [name for name, _ in model.named_parameters()]
+    assert not any(n.endswith(("weight_g", "weight_v")) for n in names)
+    assert "dec.conv_pre.weight" in names and not any(n.startswith("enc_q") for n in names)
+
+
+def _coarse_reference(hz: float, version: str) -> int:
+    """Independent double-precision version of the two f0_to_coarse rules."""
+    mel_min, mel_max = 1127 * math.log(1 + 50 / 700), 1127 * math.log(1 + 1100 / 700)
+    mel = 1127 * math.log(1 + hz / 700)
+    value = (mel - mel_min) * 254 / (mel_max - mel_min) + 1 if mel > 0 else mel
+    if version == "4.0":
+        return int(min(max(value, 1), 255) + 0.5)
+    index = max(round(value), 1)
+    return index if index < 256 else 0
+
+
+@pytest.mark.parametrize("hz", [0.0, 30.0, 50.0, 220.0, 1100.0, 1103.0, 1104.0, 1150.0, 2000.0])
+def test_f0_to_coarse_matches_both_versions(hz):
+    f0 = torch.tensor([[hz]])
+    assert int(f0_to_coarse(f0, "4.1")) == _coarse_reference(hz, "4.1")
+    assert int(f0_to_coarse(f0, "4.0")) == _coarse_reference(hz, "4.0")
+
+
+def test_f0_to_coarse_edge_near_1103_hz():
+    f0 = torch.tensor([[1103.0, 1104.0, 1150.0]])
+    assert f0_to_coarse(f0, "4.1").tolist() == [[255, 0, 0]]
+    assert f0_to_coarse(f0, "4.0").tolist() == [[255, 255, 255]]
+
+
+def test_version_decides_the_coarse_rule_inside_the_model(model_dirs):
+    """A 4.0 model given f0 above the edge must differ from its 4.1-rule twin."""
+    model40, cfg = _load(model_dirs["4.0"])
+    x = make_inputs(cfg)
+    high = torch.full_like(x["f0"], 1150.0)
+    a40, _ = model40.infer(x["c"], high, x["uv"], x["g"])
+    model40.params = type(model40.params)(**{**model40.params.__dict__, "version": "4.1"})
+    a41, _ = model40.infer(x["c"], high, x["uv"], x["g"])
+    assert (a40 - a41).abs().max() > 1e-4
+
+
+def test_vocoder_without_speaker_conditioning():
+    voc = NsfHifiGan(8, [4, 4], [8, 8], 16, "1", [3], [[1, 3, 5]], gin_channels=0, legacy_padding=True)
+    assert not any(k.startswith("cond.") for k in voc.state_dict())
+    out = voc(torch.randn(1, 8, 5), torch.full((1, 5), 200.0), generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 1, 5 * 16)
