@@ -41,9 +41,9 @@ def test_rejected_upload_leaves_nothing_behind(tmp_path):
     checkpoints = tmp_path / "checkpoints"
 
     def reject(folder: Path) -> None:
-        raise CheckpointError("not a so-vits-svc checkpoint")
+        raise CheckpointError(f"'{folder / 'G_800.pth'}' is not a so-vits-svc checkpoint")
 
-    with pytest.raises(CheckpointError, match="not a so-vits-svc checkpoint"):
+    with pytest.raises(CheckpointError, match="^the model was not saved: 'G_800.pth' is not a so-vits-svc checkpoint$"):
         save_uploaded_model(checkpoints, _upload_files(tmp_path / "up"), reject)
     assert list(checkpoints.iterdir()) == []
 
