@@ -92,6 +92,12 @@ class Enhancer:
         self.device = torch.device(device)
         self.mel = MelSpectrogram(self.cfg, self.device)
 
+    @staticmethod
+    def check_files(pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR) -> None:
+        """Raise ``WeightFileError`` naming the missing file if the enhancer cannot be built."""
+        require_weight_file(pretrain_dir, MODEL_FILE, WHAT, SOURCE)
+        require_weight_file(pretrain_dir, CONFIG_FILE, WHAT, SOURCE)
+
     @classmethod
     def from_pretrain(cls, pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
                       device: str | torch.device = "cpu") -> Enhancer:

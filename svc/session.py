@@ -6,17 +6,26 @@ Also the cheap helpers for listing ``checkpoints/<name>/`` folders without loadi
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .audio import read_audio, to_mono, write_audio
 from .checkpoint import load_generator
 from .config import ModelConfig
 from .device import resolve_device
-from .errors import CheckpointError, ConfigError, OptionsError
+from .encoders import EncoderCache
+from .encoders.registry import get_spec
+from .enhancer import Enhancer
+from .errors import AudioError, CheckpointError, ConfigError, OptionsError, SvcError
+from .f0 import F0PredictorCache
 from .models import SynthesizerTrn
-from .weights import DEFAULT_PRETRAIN_DIR
+from .options import ConvertOptions
+from .pipeline import ConversionResult, Progress, SynthesisParts, convert
+from .weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +114,11 @@ def expected_speech_encoder(config: ModelConfig) -> str:
 
 
 class VitsSvc:
-    """A so-vits-svc model session: load a checkpoint, pick a device, look up speakers.
+    """A so-vits-svc model session: load a checkpoint, pick a device, convert audio.
 
-    Conversion methods live in the pipeline module and use ``.model`` and ``.config``.
+    The session owns the model and the caches of the parts a conversion needs (speech encoder,
+    F0 predictors, enhancer); ``svc.pipeline`` does the work.  Conversions on one session are
+    serialised by a lock, so a session can be shared by threads.
     """
 
     def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR):
@@ -117,13 +128,20 @@ class VitsSvc:
         self._config: ModelConfig | None = None
         self.model_path: Path | None = None
         self.load_notes: list[str] = []
+        self._encoders = EncoderCache(self.pretrain_dir, self.device)
+        self._f0_predictors = F0PredictorCache(self.pretrain_dir)
+        self._enhancer: Enhancer | None = None
+        self._lock = threading.RLock()
 
     def set_device(self, device: str | torch.device) -> torch.device:
-        """Switch to ``device`` (moving a loaded model) and return the resolved device."""
-        self.device = resolve_device(device)
-        if self._model is not None:
-            self._model.to(self.device)
-        return self.device
+        """Switch to ``device`` (moving the model and cached encoders) and return the resolved device."""
+        with self._lock:
+            self.device = resolve_device(device)
+            if self._model is not None:
+                self._model.to(self.device)
+            self._encoders.to(self.device)
+            self._enhancer = None  # rebuilt on the new device when next needed
+            return self.device
 
     def load(self, model_dir_or_pth: str | Path, config_path: str | Path | None = None) -> list[str]:
         """Load a model folder (one .pth + config.json) or an explicit .pth (+ config); return the load notes.
@@ -170,7 +188,7 @@ class VitsSvc:
 
     @property
     def speech_encoder(self) -> str:
-        return self.config.speech_encoder
+        return expected_speech_encoder(self.config)
 
     def speaker_id(self, speaker: str | int | None = None) -> int:
         """The ``emb_g`` row of ``speaker`` (a name from the config's spk map or one of its ids; None = first)."""
@@ -184,7 +202,91 @@ class VitsSvc:
         listing = ", ".join(f"{name} ({sid})" for name, sid in sorted(spk.items(), key=lambda kv: kv[1]))
         raise OptionsError(f"unknown speaker {speaker!r}; this model has: {listing}")
 
+    # --- conversion -------------------------------------------------------------------------
+
+    def check_weights(self, options: ConvertOptions) -> None:
+        """Raise ``WeightFileError`` now if a weight file the conversion needs is missing."""
+        spec = get_spec(self.speech_encoder)
+        require_weight_file(self.pretrain_dir, spec.filename, f"the speech encoder {spec.name}", spec.source)
+        self._f0_predictors.check(options.f0_method)
+        if options.enhance:
+            Enhancer.check_files(self.pretrain_dir)
+
+    def convert(
+        self, wav: np.ndarray, sr: int, options: ConvertOptions | None = None, progress: Progress | None = None
+    ) -> ConversionResult:
+        """Convert audio (mono ``[N]`` or ``[channels, N]`` float at ``sr`` Hz) to the loaded voice."""
+        options = options or ConvertOptions()
+        wav = _as_mono_float(wav, sr)
+        with self._lock:
+            self._require()
+            self.check_weights(options)
+            parts = self._synthesis_parts(options)
+            try:
+                with torch.inference_mode():
+                    return convert(wav, sr, options, parts, progress)
+            except torch.OutOfMemoryError:
+                raise SvcError(
+                    f"out of memory on {self.device}; convert on the CPU or set clip_seconds (e.g. 15)"
+                ) from None
+
+    def convert_file(
+        self,
+        in_path: str | Path,
+        out_path: str | Path,
+        options: ConvertOptions | None = None,
+        progress: Progress | None = None,
+    ) -> ConversionResult:
+        """Read any supported audio file, convert it and write ``out_path`` (.wav or .flac) atomically."""
+        wav, sr = read_audio(in_path, mono=True)
+        result = self.convert(wav, sr, options, progress)
+        write_audio(out_path, result.audio, result.sampling_rate)
+        return result
+
+    def _synthesis_parts(self, options: ConvertOptions) -> SynthesisParts:
+        config = self.config
+        predictor = self._f0_predictors.get(
+            options.f0_method, hop_length=config.hop_length, sampling_rate=config.sampling_rate,
+            device=self.device, threshold=options.cr_threshold,
+        )
+        enhancer = None
+        if options.enhance:
+            if self._enhancer is None:
+                self._enhancer = Enhancer.from_pretrain(self.pretrain_dir, self.device)
+            enhancer = self._enhancer
+        return SynthesisParts(
+            model=self.model,
+            sampling_rate=config.sampling_rate,
+            hop_length=config.hop_length,
+            unit_interpolate_mode=config.data.unit_interpolate_mode,
+            vol_embedding=config.model.vol_embedding,
+            encoder=self._encoders.get(self.speech_encoder),
+            f0_predictor=predictor,
+            speaker_id=self.speaker_id(options.speaker),
+            device=self.device,
+            enhancer=enhancer,
+        )
+
     def _require(self) -> tuple[SynthesizerTrn, ModelConfig]:
         if self._model is None or self._config is None:
             raise OptionsError("no model is loaded; load a model first")
         return self._model, self._config
+
+
+MIN_SECONDS = 0.1
+
+
+def _as_mono_float(wav: np.ndarray, sr: int) -> np.ndarray:
+    """Validate in-memory input the way ``read_audio`` validates files."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 2:
+        wav = to_mono(wav)
+    if wav.ndim != 1:
+        raise AudioError(f"audio must be mono [N] or [channels, N], got shape {tuple(wav.shape)}")
+    if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 768000:
+        raise AudioError(f"sample rate must be between 1000 and 768000 Hz, got {sr}")
+    if len(wav) < MIN_SECONDS * sr:
+        raise AudioError(f"audio is too short ({len(wav) / sr:.3f} s); it must be at least {MIN_SECONDS} s long")
+    if not np.isfinite(wav).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return wav
