@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from svc.analysis import conversion_curves, extract_f0_curve, summarize  # noqa: E402
 from svc.device import resolve_device  # noqa: E402
 from svc.errors import AudioError, OptionsError, SvcError  # noqa: E402
+from svc.f0 import F0_PREDICTORS, F0PredictorCache  # noqa: E402
 from svc.model_store import UPLOAD_PREFIX, ModelManager, save_uploaded_model  # noqa: E402
 from svc.options import ConvertOptions  # noqa: E402
 from svc.plots import F0Curve, plot_f0  # noqa: E402
@@ -83,9 +84,12 @@ class LoadedChoice:
 
 
 def f0_predictor_names() -> list[str]:
-    from svc.f0 import F0_PREDICTORS
-
     return list(F0_PREDICTORS)
+
+
+def f0_predictor_choices() -> list[tuple[str, str]]:
+    """(label, name) pairs: the name with its one-line summary."""
+    return [(f"{name} — {spec.summary}", name) for name, spec in F0_PREDICTORS.items()]
 
 
 def device_choices() -> list[str]:
@@ -146,6 +150,7 @@ class WebApp:
         self.manager = ModelManager(self._load_session, max_loaded=max_loaded)
         self.output_dir = Path(tempfile.mkdtemp(prefix="svc-webui-"))
         self.banner = ""  # set by main() when a share link could not be made
+        self.f0_cache = F0PredictorCache(self.pretrain_dir)  # predictors for plots, shared by all sessions
 
     # --- models -------------------------------------------------------------------------------
 
@@ -296,7 +301,7 @@ class WebApp:
             output_curve = extract_f0_curve(
                 result.audio, result.sampling_rate, options.f0_method, "output (re-extracted)",
                 sampling_rate=session.sampling_rate, hop_length=session.hop_length, device=choice.device,
-                threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir,
+                threshold=options.cr_threshold, cache=self.f0_cache,
             )
         return out_path, result, output_curve
 
@@ -374,7 +379,7 @@ class WebApp:
             try:
                 with self.manager.using(device_name):
                     curves.append(extract_f0_curve(wav, sr, method, device=device_name, threshold=threshold,
-                                                   pretrain_dir=self.pretrain_dir))
+                                                   cache=self.f0_cache))
             except SvcError as e:
                 if len(methods) == 1:
                     raise
@@ -414,7 +419,7 @@ def setting_component(name: str) -> gr.components.Component:
     info = None if info.lower() == label.lower() else info
     elem_id = f"opt_{name}"
     if name == "f0_method":
-        return gr.Dropdown(f0_predictor_names(), value=default, label=label, info=info, elem_id=elem_id)
+        return gr.Dropdown(f0_predictor_choices(), value=default, label=label, info=info, elem_id=elem_id)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, info=info, elem_id=elem_id)
     if name in SLIDERS:
@@ -540,7 +545,7 @@ def _analyze_tab(app: WebApp, device_dd: gr.Dropdown):
         with gr.Column():
             audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
                                 buttons=["download"], elem_id="analyze_audio_in")
-            methods = gr.CheckboxGroup(f0_predictor_names(), value=[f0_predictor_names()[0]], label="F0 predictors",
+            methods = gr.CheckboxGroup(f0_predictor_choices(), value=["pm", "harvest"], label="F0 predictors",
                                        elem_id="analyze_methods")
             threshold = setting_component("cr_threshold")
             analyze_btn = gr.Button("Analyze", variant="primary", elem_id="analyze_btn")
