@@ -16,10 +16,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
-from encoder_fixtures import make_contentvec_file  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from model_fixtures import make_checkpoint  # noqa: E402
+from webui_fixtures import make_pretrain_dir  # noqa: E402
 
 import webui  # noqa: E402
 from svc.errors import AudioError  # noqa: E402
@@ -44,9 +44,7 @@ def launch(checkpoints: Path, pretrain: Path):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("webui")
-    checkpoints, pretrain = root / "checkpoints", root / "pretrain"
-    pretrain.mkdir()
-    make_contentvec_file(pretrain / "checkpoint_best_legacy_500.pt")
+    checkpoints, pretrain = root / "checkpoints", make_pretrain_dir(root / "pretrain")
     make_checkpoint(checkpoints / "trio", speakers=tuple(SPEAKERS))
     make_checkpoint(checkpoints / "solo", speakers=("solo",))
     return checkpoints, pretrain
@@ -61,11 +59,12 @@ def server(folders):
 
 @pytest.fixture(scope="module")
 def sung(tmp_path_factory) -> Path:
-    """1.2 s of a vibrato tone around A3 (220 Hz) with a short silence, at 22.05 kHz."""
+    """1.2 s of a harmonic-rich vibrato tone around A3 (220 Hz) with a short silence, at 22.05 kHz."""
     sr = 22050
     t = np.arange(int(1.2 * sr)) / sr
-    f0 = 220 * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)
-    tone = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / sr) + 0.1 * np.sin(4 * np.pi * np.cumsum(f0) / sr)
+    phase = 2 * np.pi * np.cumsum(220 * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)) / sr
+    tone = 0.2 * sum(np.sin(k * phase) / k for k in range(1, 9))
+    tone += 0.002 * np.random.default_rng(0).standard_normal(len(t))
     tone[int(0.5 * sr) : int(0.6 * sr)] = 0
     path = tmp_path_factory.mktemp("audio") / "sung.wav"
     sf.write(path, tone.astype(np.float32), sr)
@@ -144,7 +143,9 @@ def test_analyze_needs_no_model_and_finds_the_pitch(server, sung):
     rows = [r for r in table.splitlines() if r.startswith("| pm") or r.startswith("| harvest")]
     assert len(rows) == 2
     for row in rows:
-        assert "| A3 |" in row  # the tone's median pitch
+        _, _, voiced, median, *_ = (cell.strip() for cell in row.split("|"))
+        assert median == "A3"  # the tone's pitch
+        assert 80 <= int(voiced.rstrip(" %")) <= 95  # voiced but for the gap and the edges
 
 
 def test_each_session_keeps_its_own_model(server, sung):

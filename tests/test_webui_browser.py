@@ -38,13 +38,11 @@ import webui  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from encoder_fixtures import make_contentvec_file
     from model_fixtures import make_checkpoint
+    from webui_fixtures import make_pretrain_dir
 
     root = tmp_path_factory.mktemp("browser")
-    checkpoints, pretrain = root / "checkpoints", root / "pretrain"
-    pretrain.mkdir()
-    make_contentvec_file(pretrain / "checkpoint_best_legacy_500.pt")
+    checkpoints, pretrain = root / "checkpoints", make_pretrain_dir(root / "pretrain")
     make_checkpoint(checkpoints / "choir", speakers=tuple(SPEAKERS))
     make_checkpoint(checkpoints / "another", speakers=("one",))
     demo = webui.build_demo(checkpoints, pretrain, "cpu")
