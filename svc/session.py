@@ -22,6 +22,7 @@ from .encoders.registry import get_spec
 from .enhancer import Enhancer
 from .errors import AudioError, CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
+from .f0 import get_spec as get_f0_spec
 from .models import SynthesizerTrn
 from .options import ConvertOptions
 from .pipeline import ConversionResult, Progress, SynthesisParts, convert
@@ -129,7 +130,7 @@ class VitsSvc:
         self.model_path: Path | None = None
         self.load_notes: list[str] = []
         self._encoders = EncoderCache(self.pretrain_dir, self.device)
-        self._f0_predictors = F0PredictorCache(self.pretrain_dir)
+        self._f0_predictors = F0PredictorCache()
         self._enhancer: Enhancer | None = None
         self._lock = threading.RLock()
 
@@ -208,7 +209,7 @@ class VitsSvc:
         """Raise ``WeightFileError`` now if a weight file the conversion needs is missing."""
         spec = get_spec(self.speech_encoder)
         require_weight_file(self.pretrain_dir, spec.filename, f"the speech encoder {spec.name}", spec.source)
-        self._f0_predictors.check(options.f0_method)
+        get_f0_spec(options.f0_method).check_weights(self.pretrain_dir)
         if options.enhance:
             Enhancer.check_files(self.pretrain_dir)
 
@@ -247,7 +248,7 @@ class VitsSvc:
         config = self.config
         predictor = self._f0_predictors.get(
             options.f0_method, hop_length=config.hop_length, sampling_rate=config.sampling_rate,
-            device=self.device, threshold=options.cr_threshold,
+            device=self.device, threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir,
         )
         enhancer = None
         if options.enhance:

@@ -10,3 +10,56 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+# --- shared fixtures: a pretrain/ folder and a checkpoints/ folder with tiny random models -------
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from encoder_fixtures import contentvec_model_cfg, fairseq_hubert_state, save_fairseq_checkpoint  # noqa: E402
+from model_fixtures import make_checkpoint  # noqa: E402
+
+SPEAKERS = ("alice", "bob", "carol")
+
+
+def write_test_contentvec(path: Path) -> None:
+    """A ContentVec file whose outputs have the real sizes (768 at layer 12, 256 after final_proj)
+    so that it drives the small so-vits-svc fixtures, but with a narrow FFN and conv stack."""
+    cfg = contentvec_model_cfg(small=True, layers=12)
+    cfg.update(encoder_embed_dim=768, encoder_ffn_embed_dim=64, encoder_attention_heads=12, final_dim=256)
+    state = fairseq_hubert_state(cfg, seed=11)
+    save_fairseq_checkpoint(path, cfg, {k: v.half() for k, v in state.items()})
+
+
+@pytest.fixture(scope="session")
+def pretrain_dir(tmp_path_factory) -> Path:
+    """A pretrain/ folder holding a test ContentVec (serves vec768l12 and vec256l9)."""
+    folder = tmp_path_factory.mktemp("pretrain")
+    write_test_contentvec(folder / "checkpoint_best_legacy_500.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def checkpoints_dir(tmp_path_factory) -> Path:
+    """checkpoints/ with a 4.1 model ("tiny41"), a vol_embedding one and a 4.0 one, 3 speakers each."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    make_checkpoint(folder / "tiny41", "4.1", speakers=SPEAKERS)
+    make_checkpoint(folder / "tinyvol", "vol_embedding", speakers=SPEAKERS)
+    make_checkpoint(folder / "tiny40", "4.0", speakers=SPEAKERS)
+    return folder
+
+
+def sung_note(seconds: float, sr: int = 44100, f0: float = 220.0, seed: int = 0) -> np.ndarray:
+    """A harmonic tone with vibrato and a little noise: a stand-in for a sung vowel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    freq = f0 * 2 ** (0.3 * np.sin(2 * np.pi * 5.5 * t) / 12)
+    phase = 2 * np.pi * np.cumsum(freq) / sr
+    wav = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.2
+    return (wav + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
