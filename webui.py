@@ -150,7 +150,7 @@ class WebApp:
         self.manager = ModelManager(self._load_session, max_loaded=max_loaded)
         self.output_dir = Path(tempfile.mkdtemp(prefix="svc-webui-"))
         self.banner = ""  # set by main() when a share link could not be made
-        self.f0_cache = F0PredictorCache(self.pretrain_dir)  # predictors for plots, shared by all sessions
+        self.f0_cache = F0PredictorCache(max_entries=4)  # predictors for plots, shared by all sessions
 
     # --- models -------------------------------------------------------------------------------
 
@@ -301,7 +301,7 @@ class WebApp:
             output_curve = extract_f0_curve(
                 result.audio, result.sampling_rate, options.f0_method, "output (re-extracted)",
                 sampling_rate=session.sampling_rate, hop_length=session.hop_length, device=choice.device,
-                threshold=options.cr_threshold, cache=self.f0_cache,
+                threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir, cache=self.f0_cache,
             )
         return out_path, result, output_curve
 
@@ -379,7 +379,7 @@ class WebApp:
             try:
                 with self.manager.using(device_name):
                     curves.append(extract_f0_curve(wav, sr, method, device=device_name, threshold=threshold,
-                                                   cache=self.f0_cache))
+                                                   pretrain_dir=self.pretrain_dir, cache=self.f0_cache))
             except SvcError as e:
                 if len(methods) == 1:
                     raise

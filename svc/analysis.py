@@ -33,8 +33,7 @@ def extract_f0_curve(
     """The F0 of mono ``wav`` (at ``sr`` Hz) by predictor ``method``, analysed at ``sampling_rate``.
 
     Unvoiced frames are 0 (not interpolated), so plots break there.  ``cache`` is an optional
-    ``svc.f0.F0PredictorCache`` (which knows the pretrain folder) that keeps loaded predictor
-    networks between calls; without it, a predictor is built from ``pretrain_dir``.
+    ``svc.f0.F0PredictorCache`` that keeps loaded predictor networks between calls.
     """
     from .f0 import get_f0_predictor
 
@@ -42,11 +41,9 @@ def extract_f0_curve(
     if sr != sampling_rate:
         wav = resample(torch.from_numpy(wav)[None], sr, sampling_rate)[0].numpy()
     settings = {"hop_length": hop_length, "sampling_rate": sampling_rate, "device": device, "threshold": threshold}
-    if cache is not None:
-        predictor = cache.get(method, **settings)
-    else:
-        extra = {"pretrain_dir": pretrain_dir} if pretrain_dir is not None else {}
-        predictor = get_f0_predictor(method, **settings, **extra)
+    if pretrain_dir is not None:
+        settings["pretrain_dir"] = pretrain_dir
+    predictor = cache.get(method, **settings) if cache is not None else get_f0_predictor(method, **settings)
     f0, uv = predictor.compute_f0_uv(wav)
     f0 = np.asarray(f0, dtype=np.float64) * np.asarray(uv, dtype=np.float64)
     times = np.arange(len(f0)) * hop_length / sampling_rate
