@@ -223,8 +223,9 @@ class WebApp:
         )
 
     def _facts(self, name: str, session, device: str, seconds: float) -> str:
+        when = "(already in memory)" if seconds < 0.05 else f"in {seconds:.1f} s"
         lines = [
-            f"**{name}** loaded on **{device}** in {seconds:.1f} s — so-vits-svc {session.version}, "
+            f"**{name}** loaded on **{device}** {when} — so-vits-svc {session.version}, "
             f"encoder {session.speech_encoder}, {session.sampling_rate} Hz, hop {session.hop_length}",
             f"Speakers ({len(session.speakers)}): {', '.join(session.speakers)}",
         ]
@@ -321,7 +322,7 @@ class WebApp:
         out_path, result, output_curve = self._convert_one(session, choice, audio_path, options, fmt, report)
         curves = conversion_curves(result, options.transpose, options.auto_f0) + [output_curve]
         figure = plot_f0(curves, title=f"F0 — {speaker}, {options.transpose:+g} semitones")
-        timings = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items() if v >= 0.005)
         info = (f"`{out_path.name}`: {result.duration:.2f} s at {result.sampling_rate} Hz, "
                 f"{sum(c.is_speech for c in result.chunks)} voiced chunk(s). Time: {timings}")
         return str(out_path), figure, info
