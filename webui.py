@@ -44,6 +44,7 @@ MAX_COMPARE = 6  # audio players in the Compare tab
 QUEUE_SIZE = 16  # requests waiting beyond this are told the queue is full
 DELETE_CACHE = (1800, 7200)  # every 30 min, delete uploads/outputs older than 2 h
 OUTPUT_FORMATS = ("wav", "flac")
+LINE_STYLES = ("-", "--", "-.", ":")
 INFERENCE = "inference"  # concurrency group of everything that runs a model or an F0 predictor
 OOM_MESSAGE = (
     "Out of memory on {device}. Try a shorter recording, set 'Clip seconds' (Advanced) to about 20, "
@@ -210,10 +211,11 @@ class WebApp:
         path = self.model_path(model)
         device_name = self.device_name(device)
         progress(0.1, desc=f"loading {path.name} on {device_name}")
-        start = time.perf_counter()
+        start, cached = time.perf_counter(), self.manager.holds(path, device_name)
         session = self.manager.get(path, device_name)
         progress(0.9, desc="checking weight files")
-        facts = self._facts(path.name, session, device_name, time.perf_counter() - start)
+        when = "(already in memory)" if cached else f"in {time.perf_counter() - start:.1f} s"
+        facts = self._facts(path.name, session, device_name, when)
         speakers = list(session.speakers)
         return (
             LoadedChoice(str(path), device_name),
@@ -222,8 +224,7 @@ class WebApp:
             gr.update(choices=speakers, value=speakers[: min(3, len(speakers))]),
         )
 
-    def _facts(self, name: str, session, device: str, seconds: float) -> str:
-        when = "(already in memory)" if seconds < 0.05 else f"in {seconds:.1f} s"
+    def _facts(self, name: str, session, device: str, when: str) -> str:
         lines = [
             f"**{name}** loaded on **{device}** {when} — so-vits-svc {session.version}, "
             f"encoder {session.speech_encoder}, {session.sampling_rate} Hz, hop {session.hop_length}",
@@ -379,8 +380,9 @@ class WebApp:
             progress(index / len(methods), desc=f"{method} ({index + 1}/{len(methods)})")
             try:
                 with self.manager.using(device_name):
+                    style = LINE_STYLES[index % len(LINE_STYLES)]  # overlaid curves stay distinguishable
                     curves.append(extract_f0_curve(wav, sr, method, device=device_name, threshold=threshold,
-                                                   pretrain_dir=self.pretrain_dir, cache=self.f0_cache))
+                                                   pretrain_dir=self.pretrain_dir, cache=self.f0_cache, style=style))
             except SvcError as e:
                 if len(methods) == 1:
                     raise
@@ -484,8 +486,8 @@ def _model_panel(app: WebApp, state: gr.State):
     load_kwargs = dict(concurrency_id=INFERENCE, concurrency_limit=_inference_limit())
     load = event_handler(app.load_model, "model", "device")
     load_btn.click(load, [model_dd, device_dd], load_outputs, api_name="load_model", **load_kwargs)
-    model_dd.input(load, [model_dd, device_dd], load_outputs, api_visibility="private", **load_kwargs)
-    device_dd.input(load, [model_dd, device_dd], load_outputs, api_visibility="private", **load_kwargs)
+    model_dd.select(load, [model_dd, device_dd], load_outputs, api_visibility="private", **load_kwargs)
+    device_dd.select(load, [model_dd, device_dd], load_outputs, api_visibility="private", **load_kwargs)
     refresh_btn.click(app.refresh, model_dd, model_dd, api_name="list_models")
     upload = event_handler(app.upload_model, "files", "name")
     upload_btn.click(upload, [upload_files, upload_name], [upload_msg, model_dd, upload_files],

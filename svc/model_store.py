@@ -143,6 +143,12 @@ class ModelManager:
                     log.info("unloaded %s on %s", dropped[0], dropped[1])
             return session
 
+    def holds(self, model_dir: Path, device: str) -> bool:
+        """Whether ``model_dir`` is in memory on ``device`` (so ``get`` returns at once)."""
+        key = _cache_key(model_dir, device)
+        with self._cache_lock:
+            return key in self._cache
+
     def loaded(self) -> list[tuple[str, str]]:
         """(model folder, device) of the models in memory, oldest first."""
         with self._cache_lock:

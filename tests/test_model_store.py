@@ -85,7 +85,9 @@ def test_manager_loads_each_model_and_device_once(tmp_path):
     calls = []
     manager = ModelManager(lambda path, device: calls.append((path.name, device)) or object(), max_loaded=4)
     a, b = _model_dir(tmp_path, "a"), _model_dir(tmp_path, "b")
+    assert not manager.holds(a, "cpu")
     first = manager.get(a, "cpu")
+    assert manager.holds(a, "cpu") and not manager.holds(a, "cuda")
     assert manager.get(a, "cpu") is first
     assert manager.get(b, "cpu") is not first
     assert manager.get(a, "cuda") is not first
