@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from ..errors import WeightFileError
-from .hubert import HubertEncoder, describe_file, fold_pos_conv, load_state
-from .hubert_net import HubertArch, HubertNet
+from ..weights import float_state, load_module_state, load_torch_file
+from .files import require_dict_keys
+from .hubert import HubertEncoder
+from .hubert_net import HubertArch, HubertNet, fold_pos_conv
 from .registry import EncoderSpec
-from .safe_pickle import load_weights
 
 WHAT = "a DPHuBERT checkpoint (DPHuBERT-sp0.75.pth)"
 _PRUNE_FLAGS = ("extractor_prune_conv_channels", "encoder_prune_attention_heads", "encoder_prune_attention_layer",
@@ -39,22 +40,18 @@ _RENAMES = [
 
 def load_dphubert(path: Path, spec: EncoderSpec) -> HubertEncoder:
     """Load a HuBERT-type DPHuBERT checkpoint; output is the last layer."""
-    ckpt = load_weights(path, WHAT)
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
-            and isinstance(ckpt.get("state_dict"), dict)):
-        raise WeightFileError(f"'{path}' is not {WHAT}: {describe_file(ckpt)}")
+    ckpt = require_dict_keys(load_torch_file(path, WHAT), ("config", "state_dict"), path, WHAT)
     config = ckpt["config"]
     if "encoder_remaining_heads" in config:
         raise WeightFileError(
             f"'{path}' is a WavLM-type DPHuBERT model, which is not supported; use DPHuBERT-sp0.75.pth (HuBERT-type)"
         )
     arch = arch_from_config(config, path)
-    state = {k.removeprefix("module."): v.float() for k, v in ckpt["state_dict"].items()
-             if isinstance(v, torch.Tensor) and "hard_concrete" not in k}
+    state = {k: v for k, v in float_state(ckpt["state_dict"]).items() if "hard_concrete" not in k}
     # The reference loads with strict=False, so a file without this scale runs with ones.
     state.setdefault("feature_extractor.dummy_weight", torch.ones(arch.conv_layers[-1][0]))
     net = HubertNet(arch)
-    load_state(net, map_dphubert_keys(state), path, WHAT)
+    load_module_state(net, map_dphubert_keys(state), path, WHAT)
     return HubertEncoder(net.eval(), spec.name, None, arch.final_dim > 0)
 
 

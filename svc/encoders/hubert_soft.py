@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WeightFileError
+from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
-from .hubert import describe_file, fold_pos_conv, load_state
-from .hubert_net import HubertArch, HubertNet
+from .files import describe_file
+from .hubert_net import HubertArch, HubertNet, fold_pos_conv
 from .registry import EncoderSpec
-from .safe_pickle import load_weights
 
 WHAT = "a HuBERT-Soft state dict (hubert-soft-0d54a1f4.pt)"
 PAD = (400 - 320) // 2  # bshall's units() pads this many samples on each side
@@ -55,16 +55,16 @@ class HubertSoftEncoder(ContentEncoder):
 
 def load_hubert_soft(path: Path, spec: EncoderSpec) -> HubertSoftEncoder:
     """Load bshall's v0.1 HuBERT-Soft state dict at ``path``."""
-    state = load_weights(path, WHAT)
+    state = load_torch_file(path, WHAT)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         hint = ("it is a hubert-soft v0.2 checkpoint; so-vits-svc uses the v0.1 file"
                 if isinstance(state, dict) and "hubert" in state else describe_file(state))
         raise WeightFileError(f"'{path}' is not {WHAT}: {hint}")
-    state = {k.removeprefix("module."): v.float() for k, v in state.items()}
+    state = float_state(state)
     if "proj.weight" not in state or "feature_extractor.conv0.weight" not in state:
         raise WeightFileError(f"'{path}' is not {WHAT}: it lacks 'proj.weight' / 'feature_extractor.conv0.weight'")
     net = HubertNet(_arch(state, path))
-    load_state(net, map_soft_keys(state), path, WHAT)
+    load_module_state(net, map_soft_keys(state), path, WHAT)
     return HubertSoftEncoder(net.eval(), spec.name)
 
 
