@@ -139,24 +139,28 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, width)
         self.out_proj = nn.Linear(width, embed_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, T, D)``."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        """``(B, T, D)`` -> ``(B, T, D)``; ``bias`` is unused (see ``TransformerLayer``)."""
         b, t, _ = x.shape
 
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
         y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)), None
 
 
 class TransformerLayer(nn.Module):
-    """One encoder layer, post-LN (HuBERT Base) or pre-LN (``layer_norm_first``, Large)."""
+    """One encoder layer, post-LN (HuBERT Base) or pre-LN (``layer_norm_first``, Large).
 
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, ffn_dim: int,
+    ``attention`` maps ``(x, bias)`` to ``(output, bias)``, so a layer can hand a position bias
+    on to the next (WavLM); None (a pruned layer) skips attention, ``ffn_dim == 0`` the FFN.
+    """
+
+    def __init__(self, embed_dim: int, attention: nn.Module | None, ffn_dim: int,
                  layer_norm_first: bool, activation: str):
         super().__init__()
-        self.self_attn = SelfAttention(embed_dim, num_heads, head_dim) if num_heads > 0 else None
+        self.self_attn = attention
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_dim) if ffn_dim > 0 else None
         self.fc2 = nn.Linear(ffn_dim, embed_dim) if ffn_dim > 0 else None
@@ -167,26 +171,28 @@ class TransformerLayer(nn.Module):
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(activation_fn(self.activation)(self.fc1(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, T, D)``."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, T, D)`` and a position bias (or None) -> ``(B, T, D)`` and the bias to pass on."""
         if self.layer_norm_first:
             if self.self_attn is not None:
-                x = x + self.self_attn(self.self_attn_layer_norm(x))
+                attn, bias = self.self_attn(self.self_attn_layer_norm(x), bias)
+                x = x + attn
             if self.fc1 is not None:
                 x = x + self._ffn(self.final_layer_norm(x))
-            return x
+            return x, bias
         if self.self_attn is not None:
-            x = x + self.self_attn(x)
+            attn, bias = self.self_attn(x, bias)
+            x = x + attn
         x = self.self_attn_layer_norm(x)
         if self.fc1 is not None:
             x = x + self._ffn(x)
-        return self.final_layer_norm(x)
+        return self.final_layer_norm(x), bias
 
 
 class PositionalConv(nn.Conv1d):
     """wav2vec 2.0's convolutional position embedding: grouped "same" conv, then GELU.
 
-    The original's weight-normed conv is stored here already multiplied out (``fold_weight_norm``).
+    The original's weight-normed conv is stored here already multiplied out (``fold_pos_conv``).
     """
 
     def __init__(self, channels: int, kernel: int, groups: int):
@@ -200,18 +206,19 @@ class PositionalConv(nn.Conv1d):
 
 
 class TransformerEncoder(nn.Module):
-    """Convolutional position embedding, then the layers, with one extra layer norm."""
+    """Convolutional position embedding, then the layers, with one extra layer norm.
 
-    def __init__(self, arch: HubertArch):
+    ``norm_before_layers``: apply ``layer_norm`` before the layers (fairseq post-LN models),
+    else after the last one.
+    """
+
+    def __init__(self, embed_dim: int, conv_pos: int, conv_pos_groups: int,
+                 layers: list[TransformerLayer], norm_before_layers: bool):
         super().__init__()
-        d = arch.embed_dim
-        self.pos_conv = PositionalConv(d, arch.conv_pos, arch.conv_pos_groups)
-        self.layer_norm = nn.LayerNorm(d)
-        self.norm_before_layers = arch.norm_before_layers
-        self.layers = nn.ModuleList(
-            TransformerLayer(d, heads, arch.head_dim, ffn, arch.layer_norm_first, arch.activation)
-            for heads, ffn in zip(arch.num_heads, arch.ffn_dims, strict=True)
-        )
+        self.pos_conv = PositionalConv(embed_dim, conv_pos, conv_pos_groups)
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.norm_before_layers = norm_before_layers
+        self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
         """``(B, T, D)`` -> output of layer ``num_layers`` (all layers if None), ``(B, T, D)``.
@@ -222,8 +229,9 @@ class TransformerEncoder(nn.Module):
         if self.norm_before_layers:
             x = self.layer_norm(x)
         stop = len(self.layers) if num_layers is None else min(num_layers, len(self.layers))
+        bias = None
         for layer in self.layers[:stop]:
-            x = layer(x)
+            x, bias = layer(x, bias)
         if not self.norm_before_layers and stop == len(self.layers):
             x = self.layer_norm(x)
         return x
@@ -269,7 +277,13 @@ class HubertNet(nn.Module):
         self.feature_scale = nn.Parameter(torch.ones(channels)) if arch.feature_scale else None
         self.layer_norm = nn.LayerNorm(channels)
         self.post_extract_proj = nn.Linear(channels, arch.embed_dim)
-        self.encoder = TransformerEncoder(arch)
+        layers = [
+            TransformerLayer(arch.embed_dim, SelfAttention(arch.embed_dim, heads, arch.head_dim) if heads else None,
+                             ffn, arch.layer_norm_first, arch.activation)
+            for heads, ffn in zip(arch.num_heads, arch.ffn_dims, strict=True)
+        ]
+        self.encoder = TransformerEncoder(arch.embed_dim, arch.conv_pos, arch.conv_pos_groups, layers,
+                                          arch.norm_before_layers)
         self.final_proj = nn.Linear(arch.embed_dim, arch.final_dim) if arch.final_dim > 0 else None
 
     def forward(self, wav: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
