@@ -7,7 +7,6 @@ hyper-parameter comes from ``cfg``; the fallbacks are those of the release's ``W
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,8 +16,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import WeightFileError
+from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
-from .plain_file import load_float_state, load_plain_file, require_keys
+from .files import require_dict_keys
+from .hubert import map_fairseq_keys
+from .hubert_net import (
+    ACTIVATIONS,
+    DEFAULT_CONV_LAYERS,
+    EXTRACTOR_MODES,
+    FeatureExtractor,
+    TransformerEncoder,
+    TransformerLayer,
+    parse_conv_layers,
+    receptive_field,
+)
 from .registry import EncoderSpec
 
 
@@ -33,7 +44,7 @@ class WavLMConfig:
     encoder_attention_heads: int = 12
     activation_fn: str = "gelu"
     layer_norm_first: bool = False
-    conv_feature_layers: str = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+    conv_feature_layers: str = DEFAULT_CONV_LAYERS
     conv_bias: bool = False
     normalize: bool = False
     conv_pos: int = 128
@@ -51,103 +62,6 @@ class WavLMConfig:
     def conv_layers(self) -> list[tuple[int, int, int]]:
         """``conv_feature_layers`` as ``[(channels, kernel, stride), ...]``."""
         return parse_conv_layers(self.conv_feature_layers)
-
-
-def parse_conv_layers(text: str) -> list[tuple[int, int, int]]:
-    """Evaluate a fairseq conv spec such as ``"[(512,10,5)] + [(512,3,2)] * 4"`` without ``eval``.
-
-    Only list/tuple literals of integers, ``+`` and ``*`` are accepted.
-    """
-
-    def value(node: ast.AST):
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, (ast.List, ast.Tuple)):
-            items = [value(e) for e in node.elts]
-            return items if isinstance(node, ast.List) else tuple(items)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-            left, right = value(node.left), value(node.right)
-            return left + right if isinstance(node.op, ast.Add) else left * right
-        raise ValueError(f"unsupported element {ast.dump(node)[:60]}")
-
-    layers = value(ast.parse(text, mode="eval").body)
-    if not isinstance(layers, list) or not all(
-        isinstance(t, tuple) and len(t) == 3 and all(isinstance(i, int) for i in t) for t in layers
-    ):
-        raise ValueError("not a list of (dim, kernel, stride) tuples")
-    return layers
-
-
-class _TransposeLast(nn.Module):
-    def forward(self, x: Tensor) -> Tensor:
-        return x.transpose(-2, -1)
-
-
-def _conv_block(n_in: int, n_out: int, kernel: int, stride: int, norm: str, bias: bool) -> nn.Sequential:
-    """conv -> (norm) -> GELU, indexed like fairseq (index 1 was dropout)."""
-    conv = nn.Conv1d(n_in, n_out, kernel, stride=stride, bias=bias)
-    if norm == "group":
-        # one group per channel: normalises each channel over time
-        return nn.Sequential(conv, nn.Identity(), nn.GroupNorm(n_out, n_out), nn.GELU())
-    if norm == "layer":
-        normaliser = nn.Sequential(_TransposeLast(), nn.LayerNorm(n_out), _TransposeLast())
-        return nn.Sequential(conv, nn.Identity(), normaliser, nn.GELU())
-    return nn.Sequential(conv, nn.Identity(), nn.GELU())
-
-
-class FeatureExtractor(nn.Module):
-    """The wav2vec 2.0 conv stack: ``(B, N)`` -> ``(B, C, frames)`` (stride 320 for the usual spec)."""
-
-    def __init__(self, cfg: WavLMConfig):
-        super().__init__()
-        if cfg.extractor_mode not in ("default", "layer_norm"):
-            raise ValueError(f"unknown extractor_mode {cfg.extractor_mode!r}")
-        layers, in_dim = [], 1
-        for i, (dim, kernel, stride) in enumerate(cfg.conv_layers()):
-            if cfg.extractor_mode == "layer_norm":
-                norm = "layer"
-            else:
-                norm = "group" if i == 0 else "none"
-            layers.append(_conv_block(in_dim, dim, kernel, stride, norm, cfg.conv_bias))
-            in_dim = dim
-        self.conv_layers = nn.ModuleList(layers)
-
-    def forward(self, wav: Tensor) -> Tensor:
-        x = wav[:, None]
-        for layer in self.conv_layers:
-            x = layer(x)
-        return x
-
-
-class WeightNormConv1d(nn.Module):
-    """Grouped conv whose weight is ``weight_v`` rescaled to norm ``weight_g`` per kernel tap.
-
-    Stored as ``weight_g``/``weight_v`` like ``torch.nn.utils.weight_norm(dim=2)`` writes them.
-    """
-
-    def __init__(self, channels: int, kernel: int, groups: int):
-        super().__init__()
-        self.groups = groups
-        self.padding = kernel // 2
-        self.weight_g = nn.Parameter(torch.ones(1, 1, kernel))
-        self.weight_v = nn.Parameter(torch.zeros(channels, channels // groups, kernel))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        v = self.weight_v
-        norm = v.pow(2).sum(dim=(0, 1), keepdim=True).sqrt()
-        return F.conv1d(x, v * (self.weight_g / norm), self.bias, padding=self.padding, groups=self.groups)
-
-
-class SamePad(nn.Module):
-    """Drop the extra last frame an even-kernel "same" convolution produces."""
-
-    def __init__(self, kernel: int):
-        super().__init__()
-        self.trim = 1 if kernel % 2 == 0 else 0
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x[..., : x.shape[-1] - self.trim]
 
 
 def relative_position_buckets(length: int, num_buckets: int, max_distance: int) -> Tensor:
@@ -215,61 +129,6 @@ class WavLMAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim)), bias
 
 
-class EncoderLayer(nn.Module):
-    """Transformer layer, post-LN unless ``layer_norm_first``."""
-
-    def __init__(self, cfg: WavLMConfig, has_relative_bias: bool):
-        super().__init__()
-        dim = cfg.encoder_embed_dim
-        self.layer_norm_first = cfg.layer_norm_first
-        self.self_attn = WavLMAttention(cfg, has_relative_bias)
-        self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, cfg.encoder_ffn_embed_dim)
-        self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, dim)
-        self.final_layer_norm = nn.LayerNorm(dim)
-        self.activation = _ACTIVATIONS[cfg.activation_fn]
-
-    def forward(self, x: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        if self.layer_norm_first:
-            attn, bias = self.self_attn(self.self_attn_layer_norm(x), bias)
-            x = x + attn
-            return x + self.fc2(self.activation(self.fc1(self.final_layer_norm(x)))), bias
-        attn, bias = self.self_attn(x, bias)
-        x = self.self_attn_layer_norm(x + attn)
-        return self.final_layer_norm(x + self.fc2(self.activation(self.fc1(x)))), bias
-
-
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
-
-
-class TransformerEncoder(nn.Module):
-    """Positional conv, then the layers; the first layer's position bias is shared by all."""
-
-    def __init__(self, cfg: WavLMConfig):
-        super().__init__()
-        self.pos_conv = nn.Sequential(
-            WeightNormConv1d(cfg.encoder_embed_dim, cfg.conv_pos, cfg.conv_pos_groups),
-            SamePad(cfg.conv_pos),
-            nn.GELU(),
-        )
-        self.layers = nn.ModuleList(
-            EncoderLayer(cfg, has_relative_bias=cfg.relative_position_embedding and i == 0)
-            for i in range(cfg.encoder_layers)
-        )
-        self.layer_norm = nn.LayerNorm(cfg.encoder_embed_dim)
-        self.layer_norm_first = cfg.layer_norm_first
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, T, C)`` -> last layer ``(B, T, C)``."""
-        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
-        if not self.layer_norm_first:
-            x = self.layer_norm(x)
-        bias = None
-        for layer in self.layers:
-            x, bias = layer(x, bias)
-        return self.layer_norm(x) if self.layer_norm_first else x
-
-
 class WavLM(ContentEncoder):
     """WavLM last-layer features: 16 kHz wav ``(1, N)`` -> ``(1, dim, frames)``."""
 
@@ -278,23 +137,24 @@ class WavLM(ContentEncoder):
         self.name = name
         self.dim = cfg.encoder_embed_dim
         self.cfg = cfg
+        dim = cfg.encoder_embed_dim
         conv_dim = cfg.conv_layers()[-1][0]
-        self.feature_extractor = FeatureExtractor(cfg)
+        self.feature_extractor = FeatureExtractor(cfg.conv_layers(), cfg.conv_bias, cfg.extractor_mode)
         self.layer_norm = nn.LayerNorm(conv_dim)
-        self.post_extract_proj = (
-            nn.Linear(conv_dim, cfg.encoder_embed_dim) if conv_dim != cfg.encoder_embed_dim else None
-        )
-        # used only for masked pre-training; kept so the file loads strictly
-        self.mask_emb = nn.Parameter(torch.zeros(cfg.encoder_embed_dim))
-        self.encoder = TransformerEncoder(cfg)
+        self.post_extract_proj = nn.Linear(conv_dim, dim) if conv_dim != dim else None
+        layers = [
+            # The first layer's relative position bias is shared by all layers.
+            TransformerLayer(dim, WavLMAttention(cfg, cfg.relative_position_embedding and i == 0),
+                             cfg.encoder_ffn_embed_dim, cfg.layer_norm_first, cfg.activation_fn)
+            for i in range(cfg.encoder_layers)
+        ]
+        self.encoder = TransformerEncoder(dim, cfg.conv_pos, cfg.conv_pos_groups, layers,
+                                          norm_before_layers=not cfg.layer_norm_first)
 
     @property
     def receptive_field(self) -> int:
         """Samples that make one output frame (400 for the usual conv spec)."""
-        field = 1
-        for _, kernel, stride in reversed(self.cfg.conv_layers()):
-            field = (field - 1) * stride + kernel
-        return field
+        return receptive_field(self.cfg.conv_layers())
 
     def forward(self, wav16k: Tensor) -> Tensor:
         """``(1, N)`` float at 16 kHz -> ``(1, dim, frames)``, frames = (N - 400) // 320 + 1."""
@@ -315,39 +175,34 @@ def _expected(spec: EncoderSpec) -> str:
     return f"the WavLM checkpoint {spec.filename} ({spec.dim}-dim) from {spec.source}"
 
 
-def build_config(raw: object, path: Path, expected: str) -> WavLMConfig:
+def build_config(raw: dict, path: Path, what: str) -> WavLMConfig:
     """Validate ``cfg`` and turn it into a ``WavLMConfig``."""
-    if not isinstance(raw, dict):
-        raise WeightFileError(f"{path} has no 'cfg' dict; expected {expected}.")
     try:
         cfg = WavLMConfig.from_cfg(raw)
         cfg.conv_layers()
     except (TypeError, ValueError, SyntaxError) as exc:
-        raise WeightFileError(f"{path} has an unusable 'cfg' ({exc}); expected {expected}.") from None
-    if cfg.activation_fn not in _ACTIVATIONS or cfg.extractor_mode not in ("default", "layer_norm"):
+        raise WeightFileError(f"'{path}' is not {what}: its 'cfg' is unusable ({exc})") from None
+    if cfg.activation_fn not in ACTIVATIONS or cfg.extractor_mode not in EXTRACTOR_MODES:
         raise WeightFileError(
-            f"{path} uses activation {cfg.activation_fn!r} / extractor {cfg.extractor_mode!r}, "
-            f"which this WavLM does not support; expected {expected}."
+            f"'{path}' is not {what}: it uses activation {cfg.activation_fn!r} / extractor "
+            f"{cfg.extractor_mode!r}, which this WavLM does not support"
         )
     if cfg.encoder_embed_dim % cfg.encoder_attention_heads:
-        raise WeightFileError(f"{path} has embed dim not divisible by heads; expected {expected}.")
+        raise WeightFileError(f"'{path}' is not {what}: its embed dim is not divisible by its heads")
     return cfg
 
 
 def load_wavlm(path: Path, spec: EncoderSpec) -> WavLM:
     """Build WavLM from a release checkpoint ``{'cfg', 'model'}``, on the CPU in float32."""
-    expected = _expected(spec)
-    data = load_plain_file(path, expected)
-    require_keys(data, ("cfg", "model"), path, expected)
-    cfg = build_config(data["cfg"], path, expected)
+    what = _expected(spec)
+    data = require_dict_keys(load_torch_file(path, what), ("cfg", "model"), path, what)
+    cfg = build_config(data["cfg"], path, what)
     if cfg.encoder_embed_dim != spec.dim:
         raise WeightFileError(
-            f"{path} has a {cfg.encoder_embed_dim}-dim WavLM but {spec.name} needs {spec.dim}; "
-            f"expected {expected}."
+            f"'{path}' is not {what}: it has a {cfg.encoder_embed_dim}-dim WavLM but {spec.name} "
+            f"needs {spec.dim}"
         )
-    if not isinstance(data["model"], dict):
-        raise WeightFileError(f"{path} has no state dict under 'model'; expected {expected}.")
     model = WavLM(cfg, name=spec.name)
-    load_float_state(model, data["model"], path, expected)
+    # Same parameter names as fairseq's HuBERT (WavLM's extra attention parameters pass through).
+    load_module_state(model, map_fairseq_keys(float_state(data["model"])), path, what)
     return model.eval()
-
