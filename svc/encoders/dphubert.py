@@ -7,7 +7,6 @@ with per-layer head counts and feed-forward sizes left by pruning.  Output: the 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,24 @@ from ..errors import WeightFileError
 from ..weights import float_state, load_module_state, load_torch_file
 from .files import require_dict_keys
 from .hubert import HubertEncoder
-from .hubert_net import HubertArch, HubertNet, fold_pos_conv
+from .hubert_net import HubertArch, HubertNet, map_state_keys
 from .registry import EncoderSpec
 
 WHAT = "a DPHuBERT checkpoint (DPHuBERT-sp0.75.pth)"
 _PRUNE_FLAGS = ("extractor_prune_conv_channels", "encoder_prune_attention_heads", "encoder_prune_attention_layer",
                 "encoder_prune_feed_forward_intermediate", "encoder_prune_feed_forward_layer")
 _RENAMES = [
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\."), r"feature_extractor.conv_layers.\1.norm."),
-    (re.compile(r"^feature_extractor\.dummy_weight$"), "feature_scale"),
-    (re.compile(r"^encoder\.feature_projection\.layer_norm\."), "layer_norm."),
-    (re.compile(r"^encoder\.feature_projection\.projection\."), "post_extract_proj."),
-    (re.compile(r"^encoder\.transformer\.layer_norm\."), "encoder.layer_norm."),
-    (re.compile(r"^encoder\.transformer\.layers\."), "encoder.layers."),
-    (re.compile(r"\.attention\."), ".self_attn."),
-    (re.compile(r"(encoder\.layers\.\d+)\.layer_norm\."), r"\1.self_attn_layer_norm."),
-    (re.compile(r"\.feed_forward\.intermediate_dense\."), ".fc1."),
-    (re.compile(r"\.feed_forward\.output_dense\."), ".fc2."),
-    (re.compile(r"^aux\."), "final_proj."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_extractor.conv_layers.\1.norm."),
+    (r"^feature_extractor\.dummy_weight$", "feature_scale"),
+    (r"^encoder\.feature_projection\.layer_norm\.", "layer_norm."),
+    (r"^encoder\.feature_projection\.projection\.", "post_extract_proj."),
+    (r"^encoder\.transformer\.layer_norm\.", "encoder.layer_norm."),
+    (r"^encoder\.transformer\.layers\.", "encoder.layers."),
+    (r"\.attention\.", ".self_attn."),
+    (r"(encoder\.layers\.\d+)\.layer_norm\.", r"\1.self_attn_layer_norm."),
+    (r"\.feed_forward\.intermediate_dense\.", ".fc1."),
+    (r"\.feed_forward\.output_dense\.", ".fc2."),
+    (r"^aux\.", "final_proj."),
 ]
 
 
@@ -94,9 +93,4 @@ def arch_from_config(config: dict, path: Path) -> HubertArch:
 
 def map_dphubert_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """torchaudio-style wav2vec2 parameter names -> ``HubertNet`` names."""
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in _RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    return fold_pos_conv(out, "encoder.transformer.pos_conv_embed.conv.", "encoder.pos_conv.")
+    return map_state_keys(state, _RENAMES, "encoder.transformer.pos_conv_embed.conv.")

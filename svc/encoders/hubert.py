@@ -13,7 +13,6 @@ omegaconf containers are not admitted: fairseq stores ``cfg`` via ``OmegaConf.to
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from .hubert_net import (
     EXTRACTOR_MODES,
     HubertArch,
     HubertNet,
-    fold_pos_conv,
+    map_state_keys,
     parse_conv_layers,
 )
 from .registry import EncoderSpec
@@ -157,19 +156,12 @@ def arch_from_fairseq(cfg: dict, state: dict[str, torch.Tensor], path: Path) -> 
 
 
 _FAIRSEQ_RENAMES = [
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.0\."), r"feature_extractor.conv_layers.\1.conv."),
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.2\.(1\.)?"), r"feature_extractor.conv_layers.\1.norm."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.2\.(1\.)?", r"feature_extractor.conv_layers.\1.norm."),
 ]
 
 
 def map_fairseq_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """fairseq HubertModel parameter names -> ``HubertNet`` names (pos_conv weight-norm folded)."""
-    out = {}
-    for key, value in state.items():
-        if key in _UNUSED_KEYS:
-            continue
-        for pattern, repl in _FAIRSEQ_RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    return fold_pos_conv(out, "encoder.pos_conv.0.", "encoder.pos_conv.")
+    """fairseq HubertModel (and WavLM) parameter names -> ``HubertNet`` names."""
+    return map_state_keys(state, _FAIRSEQ_RENAMES, "encoder.pos_conv.0.", drop=_UNUSED_KEYS)
 

@@ -6,6 +6,8 @@ stack of Transformer layers.  Parameter names follow fairseq; loaders map other 
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -326,3 +328,22 @@ def fold_pos_conv(state: dict[str, torch.Tensor], old: str, new: str) -> dict[st
     if old + "bias" in state:
         state[new + "bias"] = state.pop(old + "bias")
     return state
+
+
+def map_state_keys(state: Mapping[str, torch.Tensor], renames: Iterable[tuple[str, str]], pos_conv: str,
+                   drop: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """Another layout's parameter names -> ``HubertNet`` names.
+
+    Each key goes through every ``(regex, replacement)`` of ``renames`` in order; keys in ``drop``
+    (pre-training only) are left out; the weight-normed position conv under prefix ``pos_conv``
+    becomes the plain ``encoder.pos_conv``.
+    """
+    renames, drop = list(renames), set(drop)
+    out = {}
+    for key, value in state.items():
+        if key in drop:
+            continue
+        for pattern, repl in renames:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return fold_pos_conv(out, pos_conv, "encoder.pos_conv.")

@@ -17,7 +17,7 @@ from ..errors import WeightFileError
 from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
 from .files import describe_file
-from .hubert_net import HubertArch, HubertNet, fold_pos_conv
+from .hubert_net import HubertArch, HubertNet, map_state_keys
 from .registry import EncoderSpec
 
 WHAT = "a HuBERT-Soft state dict (hubert-soft-0d54a1f4.pt)"
@@ -25,16 +25,16 @@ PAD = (400 - 320) // 2  # bshall's units() pads this many samples on each side
 HEAD_DIM = 64  # bshall's model: 768 dims, 12 heads
 _UNUSED_KEYS = ("masked_spec_embed", "label_embedding.weight")
 _RENAMES = [
-    (re.compile(r"^feature_extractor\.conv(\d+)\."), r"feature_extractor.conv_layers.\1.conv."),
-    (re.compile(r"^feature_extractor\.norm0\."), "feature_extractor.conv_layers.0.norm."),
-    (re.compile(r"^feature_projection\.norm\."), "layer_norm."),
-    (re.compile(r"^feature_projection\.projection\."), "post_extract_proj."),
-    (re.compile(r"^norm\."), "encoder.layer_norm."),
-    (re.compile(r"\.linear1\."), ".fc1."),
-    (re.compile(r"\.linear2\."), ".fc2."),
-    (re.compile(r"\.norm1\."), ".self_attn_layer_norm."),
-    (re.compile(r"\.norm2\."), ".final_layer_norm."),
-    (re.compile(r"^proj\."), "final_proj."),
+    (r"^feature_extractor\.conv(\d+)\.", r"feature_extractor.conv_layers.\1.conv."),
+    (r"^feature_extractor\.norm0\.", "feature_extractor.conv_layers.0.norm."),
+    (r"^feature_projection\.norm\.", "layer_norm."),
+    (r"^feature_projection\.projection\.", "post_extract_proj."),
+    (r"^norm\.", "encoder.layer_norm."),
+    (r"\.linear1\.", ".fc1."),
+    (r"\.linear2\.", ".fc2."),
+    (r"\.norm1\.", ".self_attn_layer_norm."),
+    (r"\.norm2\.", ".final_layer_norm."),
+    (r"^proj\.", "final_proj."),
 ]
 
 
@@ -89,16 +89,13 @@ def _arch(state: dict[str, torch.Tensor], path: Path) -> HubertArch:
 
 def map_soft_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """bshall HubertSoft parameter names -> ``HubertNet`` names."""
-    out = {}
+    split = {}
     for key, value in state.items():
-        if key in _UNUSED_KEYS:
-            continue
         if key.endswith(("self_attn.in_proj_weight", "self_attn.in_proj_bias")):
+            # nn.MultiheadAttention packs q, k and v into one projection.
             prefix, kind = key.rsplit(".in_proj_", 1)
             for name, part in zip(("q", "k", "v"), value.chunk(3), strict=True):
-                out[f"{prefix}.{name}_proj.{kind}"] = part
-            continue
-        for pattern, repl in _RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    return fold_pos_conv(out, "positional_embedding.conv.", "encoder.pos_conv.")
+                split[f"{prefix}.{name}_proj.{kind}"] = part
+        else:
+            split[key] = value
+    return map_state_keys(split, _RENAMES, "positional_embedding.conv.", drop=_UNUSED_KEYS)
