@@ -13,8 +13,10 @@ omegaconf containers are not admitted: fairseq stores ``cfg`` via ``OmegaConf.to
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -33,6 +35,7 @@ from .hubert_net import (
 )
 from .registry import EncoderSpec
 
+FairseqConfigT = TypeVar("FairseqConfigT", bound="FairseqConfig")
 # Parameters used only in pre-training.
 _UNUSED_KEYS = ("mask_emb", "label_embs_concat", "label_embs")
 
@@ -100,7 +103,7 @@ def load_fairseq_hubert(path: Path, what: str) -> HubertNet:
     ckpt = require_dict_keys(load_torch_file(path, what, FAIRSEQ_GLOBALS), ("model",), path, what)
     model_cfg = _model_config(ckpt, path, what)
     state = float_state(ckpt["model"])
-    arch = arch_from_fairseq(model_cfg, state, path)
+    arch = arch_from_fairseq(read_fairseq_config(FairseqConfig, model_cfg, path, what), state)
     net = HubertNet(arch)
     load_module_state(net, map_fairseq_keys(state), path, what)
     return net.eval()
@@ -116,43 +119,77 @@ def _model_config(ckpt: dict, path: Path, what: str) -> dict:
     raise WeightFileError(f"'{path}' is not {what}: it has no stored model config ('cfg' or 'args')")
 
 
-def arch_from_fairseq(cfg: dict, state: dict[str, torch.Tensor], path: Path) -> HubertArch:
-    """Hyper-parameters from a fairseq model config (defaults: fairseq's HubertConfig)."""
+@dataclass(frozen=True)
+class FairseqConfig:
+    """Network hyper-parameters of a fairseq HuBERT / wav2vec 2.0 / WavLM model config.
+
+    Defaults are fairseq's ``HubertConfig``; training-only keys are ignored.
+    """
+
+    extractor_mode: str = "default"
+    encoder_layers: int = 12
+    encoder_embed_dim: int = 768
+    encoder_ffn_embed_dim: int = 3072
+    encoder_attention_heads: int = 12
+    activation_fn: str = "gelu"
+    layer_norm_first: bool = False
+    conv_feature_layers: str = DEFAULT_CONV_LAYERS
+    conv_bias: bool = False
+    normalize: bool = False
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+
+    @classmethod
+    def from_cfg(cls: type[FairseqConfigT], cfg: Mapping[str, Any]) -> FairseqConfigT:
+        """The known keys of ``cfg``, as their field's type, over the defaults.
+
+        Raises ``ValueError`` / ``TypeError`` / ``SyntaxError`` for values that do not convert
+        or that this implementation does not support.
+        """
+        config = cls(**{f.name: type(f.default)(cfg[f.name]) for f in fields(cls)
+                        if cfg.get(f.name) is not None})
+        config.conv_layers()
+        if config.extractor_mode not in EXTRACTOR_MODES or config.activation_fn not in ACTIVATIONS:
+            raise ValueError(f"extractor_mode={config.extractor_mode!r}, activation_fn={config.activation_fn!r} "
+                             "are not supported")
+        if config.encoder_embed_dim % config.encoder_attention_heads:
+            raise ValueError(f"encoder_embed_dim {config.encoder_embed_dim} is not divisible by "
+                             f"{config.encoder_attention_heads} heads")
+        return config
+
+    def conv_layers(self) -> list[tuple[int, int, int]]:
+        """``conv_feature_layers`` as ``[(channels, kernel, stride), ...]``."""
+        return parse_conv_layers(self.conv_feature_layers)
+
+
+def read_fairseq_config(cls: type[FairseqConfigT], cfg: Mapping[str, Any], path: Path,
+                        what: str) -> FairseqConfigT:
+    """``cls.from_cfg(cfg)``, with an unusable config as a ``WeightFileError``."""
     try:
-        conv_layers = tuple(parse_conv_layers(str(cfg.get("conv_feature_layers") or DEFAULT_CONV_LAYERS)))
-        layers = int(cfg.get("encoder_layers", 12))
-        embed = int(cfg.get("encoder_embed_dim", 768))
-        heads = int(cfg.get("encoder_attention_heads", 12))
-        ffn = int(cfg.get("encoder_ffn_embed_dim", 3072))
-        layer_norm_first = bool(cfg.get("layer_norm_first", False))
-        mode = str(cfg.get("extractor_mode", "default"))
-        activation = str(cfg.get("activation_fn", "gelu"))
-        arch = HubertArch(
-            conv_layers=conv_layers,
-            conv_bias=bool(cfg.get("conv_bias", False)),
-            extractor_mode=mode,
-            embed_dim=embed,
-            num_heads=(heads,) * layers,
-            head_dim=embed // heads,
-            ffn_dims=(ffn,) * layers,
-            layer_norm_first=layer_norm_first,
-            norm_before_layers=not layer_norm_first,  # fairseq's TransformerEncoder
-            conv_pos=int(cfg.get("conv_pos", 128)),
-            conv_pos_groups=int(cfg.get("conv_pos_groups", 16)),
-            # The stored final_proj decides its size (final_dim x number of label sets).
-            final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0,
-            activation=activation,
-        )
-    except (ValueError, TypeError) as exc:
-        raise WeightFileError(f"'{path}' has an unreadable model config: {exc}") from None
-    if mode not in EXTRACTOR_MODES or activation not in ACTIVATIONS:
-        raise WeightFileError(
-            f"'{path}' uses extractor_mode={mode!r}, activation_fn={activation!r}, which this "
-            "HuBERT implementation does not support"
-        )
-    if embed % heads:
-        raise WeightFileError(f"'{path}' has encoder_embed_dim {embed} not divisible by {heads} heads")
-    return arch
+        return cls.from_cfg(cfg)
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise WeightFileError(f"'{path}' is not {what}: its model config is unusable ({exc})") from None
+
+
+def arch_from_fairseq(cfg: FairseqConfig, state: dict[str, torch.Tensor]) -> HubertArch:
+    """``HubertArch`` of a fairseq HuBERT model."""
+    layers, heads = cfg.encoder_layers, cfg.encoder_attention_heads
+    return HubertArch(
+        conv_layers=tuple(cfg.conv_layers()),
+        conv_bias=cfg.conv_bias,
+        extractor_mode=cfg.extractor_mode,
+        embed_dim=cfg.encoder_embed_dim,
+        num_heads=(heads,) * layers,
+        head_dim=cfg.encoder_embed_dim // heads,
+        ffn_dims=(cfg.encoder_ffn_embed_dim,) * layers,
+        layer_norm_first=cfg.layer_norm_first,
+        norm_before_layers=not cfg.layer_norm_first,  # fairseq's TransformerEncoder
+        conv_pos=cfg.conv_pos,
+        conv_pos_groups=cfg.conv_pos_groups,
+        # The stored final_proj decides its size (final_dim x number of label sets).
+        final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0,
+        activation=cfg.activation_fn,
+    )
 
 
 _FAIRSEQ_RENAMES = [

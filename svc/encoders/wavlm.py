@@ -8,7 +8,7 @@ hyper-parameter comes from ``cfg``; the fallbacks are those of the release's ``W
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,49 +19,24 @@ from ..errors import WeightFileError
 from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
 from .files import require_dict_keys
-from .hubert import map_fairseq_keys
+from .hubert import FairseqConfig, map_fairseq_keys, read_fairseq_config
 from .hubert_net import (
-    ACTIVATIONS,
-    DEFAULT_CONV_LAYERS,
-    EXTRACTOR_MODES,
     FeatureExtractor,
     TransformerEncoder,
     TransformerLayer,
-    parse_conv_layers,
     receptive_field,
 )
 from .registry import EncoderSpec
 
 
 @dataclass(frozen=True)
-class WavLMConfig:
-    """The model hyper-parameters of a WavLM ``cfg`` (training-only keys are ignored)."""
+class WavLMConfig(FairseqConfig):
+    """A WavLM ``cfg``: the fairseq keys plus the relative position bias settings."""
 
-    extractor_mode: str = "default"
-    encoder_layers: int = 12
-    encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
-    activation_fn: str = "gelu"
-    layer_norm_first: bool = False
-    conv_feature_layers: str = DEFAULT_CONV_LAYERS
-    conv_bias: bool = False
-    normalize: bool = False
-    conv_pos: int = 128
-    conv_pos_groups: int = 16
     relative_position_embedding: bool = False
     num_buckets: int = 320
     max_distance: int = 1280
     gru_rel_pos: bool = False
-
-    @classmethod
-    def from_cfg(cls, cfg: dict) -> WavLMConfig:
-        """Take the known keys of ``cfg`` over the defaults."""
-        return cls(**{f.name: cfg[f.name] for f in fields(cls) if f.name in cfg})
-
-    def conv_layers(self) -> list[tuple[int, int, int]]:
-        """``conv_feature_layers`` as ``[(channels, kernel, stride), ...]``."""
-        return parse_conv_layers(self.conv_feature_layers)
 
 
 def relative_position_buckets(length: int, num_buckets: int, max_distance: int) -> Tensor:
@@ -175,28 +150,11 @@ def _expected(spec: EncoderSpec) -> str:
     return f"the WavLM checkpoint {spec.filename} ({spec.dim}-dim) from {spec.source}"
 
 
-def build_config(raw: dict, path: Path, what: str) -> WavLMConfig:
-    """Validate ``cfg`` and turn it into a ``WavLMConfig``."""
-    try:
-        cfg = WavLMConfig.from_cfg(raw)
-        cfg.conv_layers()
-    except (TypeError, ValueError, SyntaxError) as exc:
-        raise WeightFileError(f"'{path}' is not {what}: its 'cfg' is unusable ({exc})") from None
-    if cfg.activation_fn not in ACTIVATIONS or cfg.extractor_mode not in EXTRACTOR_MODES:
-        raise WeightFileError(
-            f"'{path}' is not {what}: it uses activation {cfg.activation_fn!r} / extractor "
-            f"{cfg.extractor_mode!r}, which this WavLM does not support"
-        )
-    if cfg.encoder_embed_dim % cfg.encoder_attention_heads:
-        raise WeightFileError(f"'{path}' is not {what}: its embed dim is not divisible by its heads")
-    return cfg
-
-
 def load_wavlm(path: Path, spec: EncoderSpec) -> WavLM:
     """Build WavLM from a release checkpoint ``{'cfg', 'model'}``, on the CPU in float32."""
     what = _expected(spec)
     data = require_dict_keys(load_torch_file(path, what), ("cfg", "model"), path, what)
-    cfg = build_config(data["cfg"], path, what)
+    cfg = read_fairseq_config(WavLMConfig, data["cfg"], path, what)
     if cfg.encoder_embed_dim != spec.dim:
         raise WeightFileError(
             f"'{path}' is not {what}: it has a {cfg.encoder_embed_dim}-dim WavLM but {spec.name} "
