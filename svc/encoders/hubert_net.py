@@ -143,13 +143,19 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
         """``(B, T, D)`` -> ``(B, T, D)``; ``bias`` is unused (see ``TransformerLayer``)."""
+        return self.attend(x, None), None
+
+    def attend(self, x: torch.Tensor, score_bias: torch.Tensor | None) -> torch.Tensor:
+        """Attention of ``x`` ``(B, T, D)`` with ``score_bias`` (``(B, H, T, T)`` or None) added
+        to the scaled scores before the softmax."""
         b, t, _ = x.shape
 
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-        y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)), None
+        y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
+                                           attn_mask=score_bias)
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
 
 
 class TransformerLayer(nn.Module):

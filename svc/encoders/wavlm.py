@@ -22,6 +22,7 @@ from .files import require_dict_keys
 from .hubert import FairseqConfig, map_fairseq_keys, read_fairseq_config
 from .hubert_net import (
     FeatureExtractor,
+    SelfAttention,
     TransformerEncoder,
     TransformerLayer,
     receptive_field,
@@ -57,19 +58,13 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
     return buckets + torch.where(distance < max_exact, distance, far)
 
 
-class WavLMAttention(nn.Module):
+class WavLMAttention(SelfAttention):
     """Self-attention with WavLM's gated relative position bias."""
 
     def __init__(self, cfg: WavLMConfig, has_relative_bias: bool):
-        super().__init__()
         dim, heads = cfg.encoder_embed_dim, cfg.encoder_attention_heads
-        self.heads = heads
-        self.head_dim = dim // heads
+        super().__init__(dim, heads, dim // heads)
         self.num_buckets, self.max_distance = cfg.num_buckets, cfg.max_distance
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
         self.gru_rel_pos = cfg.gru_rel_pos
         if cfg.gru_rel_pos:
             self.grep_linear = nn.Linear(self.head_dim, 8)
@@ -83,25 +78,19 @@ class WavLMAttention(nn.Module):
 
     def forward(self, x: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """``(B, T, C)`` and the shared ``(H, T, T)`` bias (or None) -> output and the bias to pass on."""
-        batch, length, dim = x.shape
         if self.relative_attention_bias is not None and bias is None:
-            bias = self.position_bias(length)
-        heads = self.heads
-        q = self.q_proj(x).view(batch, length, heads, -1).transpose(1, 2) * self.head_dim**-0.5
-        k = self.k_proj(x).view(batch, length, heads, -1).transpose(1, 2)
-        v = self.v_proj(x).view(batch, length, heads, -1).transpose(1, 2)
-        scores = q @ k.transpose(-1, -2)
-        if bias is not None:
-            layer_bias = bias[None]
-            if self.gru_rel_pos:
-                # the gate reads the layer input (before projection), split into heads
-                per_head = x.view(batch, length, heads, -1).transpose(1, 2)
-                gates = torch.sigmoid(self.grep_linear(per_head).view(batch, heads, length, 2, 4).sum(-1))
-                gate_a, gate_b = gates.chunk(2, dim=-1)
-                layer_bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * layer_bias
-            scores = scores + layer_bias
-        out = F.softmax(scores, dim=-1) @ v
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim)), bias
+            bias = self.position_bias(x.shape[1])
+        if bias is None:
+            return self.attend(x, None), None
+        layer_bias = bias[None]
+        if self.gru_rel_pos:
+            # the gate reads the layer input (before projection), split into heads
+            batch, length, _ = x.shape
+            per_head = x.view(batch, length, self.num_heads, -1).transpose(1, 2)
+            gates = torch.sigmoid(self.grep_linear(per_head).view(batch, self.num_heads, length, 2, 4).sum(-1))
+            gate_a, gate_b = gates.chunk(2, dim=-1)
+            layer_bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * layer_bias
+        return self.attend(x, layer_bias), bias
 
 
 class WavLM(ContentEncoder):
