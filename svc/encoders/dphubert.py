@@ -88,7 +88,7 @@ def arch_from_config(config: dict, path: Path) -> HubertArch:
             normalize_waveform=bool(config.get("normalize_waveform", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise WeightFileError(f"'{path}' has an unreadable DPHuBERT config ({type(exc).__name__}: {exc})") from None
+        raise WeightFileError(f"'{path}' is not {WHAT}: its config is unusable ({type(exc).__name__}: {exc})") from None
 
 
 def map_dphubert_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -89,7 +89,7 @@ def load_contentvec256l9(path: Path, spec: EncoderSpec) -> HubertEncoder:
     """ContentVec read out after layer 9, through ``final_proj`` (256-dim)."""
     net = load_fairseq_hubert(path, "a ContentVec checkpoint")
     if net.final_proj is None:
-        raise WeightFileError(f"'{path}' has no 'final_proj' layer, so it is not a ContentVec checkpoint")
+        raise WeightFileError(f"'{path}' is not a ContentVec checkpoint: it has no 'final_proj' layer")
     return HubertEncoder(net, spec.name, 9, True)
 
 
