@@ -156,6 +156,32 @@ def test_each_session_keeps_its_own_model(server, sung):
         convert(solo, sung, "tenor")
 
 
+def test_progress_is_reported_by_chunk(server, sung):
+    client = loaded_client(server)
+    values = dict(zip(webui.SETTING_NAMES, DEFAULT_SETTINGS, strict=True)) | {"clip_seconds": 0.3}
+    job = client.submit(handle_file(str(sung)), "alto", "wav", *values.values(), api_name="/convert")
+    seen = set()
+    while not job.done():
+        for unit in job.status().progress_data or []:
+            seen.add(unit.desc)
+    job.result()
+    assert any(desc and "chunk" in desc for desc in seen), seen
+
+
+def test_concurrent_users_get_their_own_results(server, sung):
+    """Two visitors with different models convert at once; each result equals a solo run."""
+    trio, solo = loaded_client(server, "trio"), loaded_client(server, "solo")
+    alone_trio, _, _ = convert(trio, sung, "bass")
+    alone_solo, _, _ = convert(solo, sung, "solo")
+    values = dict(zip(webui.SETTING_NAMES, DEFAULT_SETTINGS, strict=True))
+    jobs = [c.submit(handle_file(str(sung)), speaker, "wav", *values.values(), api_name="/convert")
+            for c, speaker in ((trio, "bass"), (solo, "solo"), (trio, "bass"))]
+    results = [job.result()[0] for job in jobs]
+    np.testing.assert_array_equal(sf.read(results[0])[0], sf.read(alone_trio)[0])
+    np.testing.assert_array_equal(sf.read(results[1])[0], sf.read(alone_solo)[0])
+    np.testing.assert_array_equal(sf.read(results[2])[0], sf.read(alone_trio)[0])
+
+
 def test_upload_good_model(server, folders, tmp_path):
     checkpoints, _ = folders
     source = make_checkpoint(tmp_path / "new", speakers=("x", "y"))
