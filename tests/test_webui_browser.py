@@ -57,7 +57,8 @@ def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
+        page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(server)
         page.wait_for_selector("#convert_btn")
@@ -103,3 +104,19 @@ def test_compare_three_speakers_in_the_browser(page):
     page.wait_for_selector("#compare_plot img")
     assert page.locator("#compare_out_3").is_hidden()
     page.screenshot(path=str(ARTIFACTS / "webui-compare.png"), full_page=True)
+
+
+def test_record_from_the_microphone_and_convert(page):
+    """Chromium's fake microphone (a beeping tone) stands in for a singer."""
+    page.get_by_role("tab", name="Convert").click()
+    page.locator("#audio_in button[aria-label='Clear']").first.click()
+    page.locator("#audio_in button[aria-label='Record audio']").click()
+    page.locator("#audio_in button.record-button").click()
+    page.wait_for_timeout(1500)
+    page.locator("#audio_in button.stop-button").first.click()
+    page.locator('#audio_in [data-testid="download-link"]').wait_for()
+    page.locator("#convert_btn").click()
+    page.wait_for_function("!document.querySelector('#convert_info').innerText.includes('sung')")
+    page.wait_for_selector('#audio_out a[data-testid="download-link"]')
+    assert "tenor" in page.locator("#convert_info").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "webui-microphone.png"), full_page=True)
