@@ -28,12 +28,14 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from svc.analysis import conversion_curves, extract_f0_curve, summarize  # noqa: E402
+from svc.audio import read_audio, to_mono  # noqa: E402
 from svc.device import resolve_device  # noqa: E402
 from svc.errors import AudioError, OptionsError, SvcError  # noqa: E402
 from svc.f0 import F0_PREDICTORS, F0PredictorCache  # noqa: E402
 from svc.model_store import UPLOAD_PREFIX, ModelManager, save_uploaded_model  # noqa: E402
 from svc.options import ConvertOptions  # noqa: E402
 from svc.plots import F0Curve, plot_f0  # noqa: E402
+from svc.session import VitsSvc, describe_model_dir, list_model_dirs  # noqa: E402
 from svc.weights import DEFAULT_PRETRAIN_DIR  # noqa: E402
 
 log = logging.getLogger("svc.webui")
@@ -47,7 +49,7 @@ OUTPUT_FORMATS = ("wav", "flac")
 LINE_STYLES = ("-", "--", "-.", ":")
 INFERENCE = "inference"  # concurrency group of everything that runs a model or an F0 predictor
 OOM_MESSAGE = (
-    "Out of memory on {device}. Try a shorter recording, set 'Clip seconds' (Advanced) to about 20, "
+    "Out of memory. Try a shorter recording, set 'Clip seconds' (Advanced settings) to about 15, "
     "or choose the CPU as device."
 )
 
@@ -107,13 +109,13 @@ def device_choices() -> list[str]:
 def shows_errors(fn: Callable) -> Callable:
     """Turn every failure of a handler into a visible ``gr.Error`` (never a traceback or a stuck spinner)."""
 
-    def translate(e: BaseException, device: str = "the device") -> gr.Error:
+    def translate(e: BaseException) -> gr.Error:
         if isinstance(e, gr.Error):
             return e
         if isinstance(e, SvcError):
             return gr.Error(str(e), duration=None)
         if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
-            return gr.Error(OOM_MESSAGE.format(device=device), duration=None)
+            return gr.Error(OOM_MESSAGE, duration=None)
         log.exception("unexpected error in %s", fn.__name__)
         return gr.Error(f"Unexpected error ({type(e).__name__}: {e}). The server log has the details.", duration=None)
 
@@ -156,23 +158,17 @@ class WebApp:
     # --- models -------------------------------------------------------------------------------
 
     def _load_session(self, model_dir: Path, device: str):
-        from svc.session import VitsSvc
-
         session = VitsSvc(device=device, pretrain_dir=self.pretrain_dir)
         session.load(model_dir)
         return session
 
     def model_dirs(self) -> dict[str, Path]:
-        from svc.session import list_model_dirs
-
         if not self.checkpoints_dir.is_dir():
             return {}
         return {p.name: p for p in list_model_dirs(self.checkpoints_dir) if not p.name.startswith(UPLOAD_PREFIX)}
 
     def model_choices(self) -> list[tuple[str, str]]:
         """(label, folder name) pairs for the model dropdown."""
-        from svc.session import describe_model_dir
-
         choices = []
         for name, path in self.model_dirs().items():
             try:
@@ -248,8 +244,6 @@ class WebApp:
         return message, self.refresh(saved.name), gr.update(value=None)
 
     def _validate_upload(self, folder: Path) -> None:
-        from svc.session import describe_model_dir
-
         describe_model_dir(folder)
         with self.manager.using("cpu"):
             self._load_session(folder, "cpu")
@@ -295,10 +289,7 @@ class WebApp:
         out_path = self.output_path(audio_path, str(options.speaker), options.transpose, fmt)
         report(0.0, f"waiting for {choice.device}")
         with self.manager.using(choice.device):
-            try:
-                result = session.convert_file(audio_path, out_path, options, progress=report)
-            except (torch.OutOfMemoryError, MemoryError):
-                raise gr.Error(OOM_MESSAGE.format(device=choice.device), duration=None) from None
+            result = session.convert_file(audio_path, out_path, options, progress=report)
             report(1.0, "measuring the output's F0")
             output_curve = extract_f0_curve(
                 result.audio, result.sampling_rate, options.f0_method, "output (re-extracted)",
@@ -362,8 +353,6 @@ class WebApp:
     def analyze(self, audio: str | None, methods: list[str] | None, threshold: float, device: str | None,
                 progress: gr.Progress):
         """The F0 of a recording by one or more predictors, overlaid (no model needed)."""
-        from svc.audio import read_audio, to_mono
-
         if not audio:
             raise AudioError("add a recording to analyse first")
         if not methods:
