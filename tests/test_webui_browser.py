@@ -59,6 +59,8 @@ def page(server):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
         page = context.new_page()
+        page.requested_urls = []  # every request the page makes, for the offline check
+        page.on("request", lambda request: page.requested_urls.append(request.url))
         page.set_default_timeout(60_000)
         page.goto(server)
         page.wait_for_selector("#convert_btn")
@@ -120,3 +122,13 @@ def test_record_from_the_microphone_and_convert(page):
     page.wait_for_selector('#audio_out a[data-testid="download-link"]')
     assert "tenor" in page.locator("#convert_info").inner_text()
     page.screenshot(path=str(ARTIFACTS / "webui-microphone.png"), full_page=True)
+
+
+def test_the_page_calls_nothing_but_the_app(page, server):
+    from urllib.parse import urlsplit
+
+    app_host = urlsplit(server).netloc
+    elsewhere = {url for url in page.requested_urls
+                 if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != app_host}
+    assert len(page.requested_urls) > 10
+    assert elsewhere == set()
