@@ -124,6 +124,20 @@ def test_record_from_the_microphone_and_convert(page):
     page.screenshot(path=str(ARTIFACTS / "webui-microphone.png"), full_page=True)
 
 
+def test_add_a_model_by_dropping_its_files(page, tmp_path):
+    from model_fixtures import make_checkpoint
+
+    source = make_checkpoint(tmp_path / "new", speakers=("soprano",))
+    page.locator("#upload_panel").get_by_text("Add a model").click()
+    page.locator("#model_upload input[type=file]").set_input_files([str(p) for p in sorted(source.iterdir())])
+    page.locator("#model_name input, #model_name textarea").first.fill("dropped-voice")
+    page.locator("#upload_btn").click()
+    page.locator("#upload_msg").get_by_text("Saved model").wait_for()
+    pick(page, "model_dd", "dropped-voice")
+    page.wait_for_function("document.querySelector('#model_info').innerText.includes('soprano')")
+    page.screenshot(path=str(ARTIFACTS / "webui-upload.png"), full_page=True)
+
+
 def test_the_page_calls_nothing_but_the_app(page, server):
     from urllib.parse import urlsplit
 
