@@ -106,6 +106,14 @@ def device_choices() -> list[str]:
     return choices
 
 
+def canonical_device(name: str) -> str:
+    """One name per physical device ('cuda' and 'cuda:0' are the same GPU), for locks and caches."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
 def shows_errors(fn: Callable) -> Callable:
     """Turn every failure of a handler into a visible ``gr.Error`` (never a traceback or a stuck spinner)."""
 
@@ -190,7 +198,7 @@ class WebApp:
         return dirs[name]
 
     def device_name(self, device: str | None) -> str:
-        return str(resolve_device(device or self.default_device))
+        return canonical_device(device or self.default_device)
 
     def session_for(self, choice: LoadedChoice | None):
         if choice is None:
@@ -448,7 +456,7 @@ def build_demo(checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, pretrain_dir: 
 def _inference_limit() -> int:
     # One conversion at a time per device: the group admits one job per device, and the
     # manager's per-device lock keeps two jobs on the same device apart.
-    return len({str(resolve_device(d)) for d in device_choices()})
+    return len({canonical_device(d) for d in device_choices()})
 
 
 def _model_panel(app: WebApp, state: gr.State):
