@@ -17,6 +17,7 @@ import functools  # noqa: E402
 import inspect  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -154,12 +155,15 @@ def event_handler(method: Callable, *names: str) -> Callable:
 class WebApp:
     """The state the page's handlers share: folders, the model manager, the share status."""
 
-    def __init__(self, checkpoints_dir: Path, pretrain_dir: Path, device: str = "auto", max_loaded: int = 2) -> None:
+    def __init__(self, checkpoints_dir: Path, pretrain_dir: Path, device: str = "auto", max_loaded: int = 2,
+                 output_dir: Path | None = None) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.pretrain_dir = Path(pretrain_dir)
         self.default_device = device
         self.manager = ModelManager(self._load_session, max_loaded=max_loaded)
-        self.output_dir = Path(tempfile.mkdtemp(prefix="svc-webui-"))
+        # Converted files are written here, then served (Gradio copies them into its own cache).
+        self.output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="svc-webui-"))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
         self.banner = ""  # set by main() when a share link could not be made
         self.f0_cache = F0PredictorCache(max_entries=4)  # predictors for plots, shared by all sessions
 
@@ -449,7 +453,6 @@ def build_demo(checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, pretrain_dir: 
         demo.load(app.banner_update, outputs=banner, api_visibility="private")
         demo.load(app.refresh, inputs=model_dd, outputs=model_dd, api_visibility="private")
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
-    demo.svc_app = app  # for tests and main()
     return demo
 
 
@@ -582,7 +585,10 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("No share link could be created; still serving locally at %s", demo.local_url)
     elif demo.share_url:
         app.banner = f"Public link (valid for a limited time): {demo.share_url}"
-    demo.block_thread()
+    try:
+        demo.block_thread()
+    finally:
+        shutil.rmtree(app.output_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

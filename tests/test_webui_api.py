@@ -36,7 +36,8 @@ def free_port() -> int:
 
 
 def launch(checkpoints: Path, pretrain: Path):
-    demo = webui.build_demo(checkpoints, pretrain, "cpu")
+    outputs = checkpoints.parent / f"outputs-{free_port()}"
+    demo = webui.build_demo(device="cpu", app=webui.WebApp(checkpoints, pretrain, "cpu", output_dir=outputs))
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     return demo
 

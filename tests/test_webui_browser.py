@@ -45,7 +45,7 @@ def server(tmp_path_factory):
     checkpoints, pretrain = root / "checkpoints", make_pretrain_dir(root / "pretrain")
     make_checkpoint(checkpoints / "choir", speakers=tuple(SPEAKERS))
     make_checkpoint(checkpoints / "another", speakers=("one",))
-    demo = webui.build_demo(checkpoints, pretrain, "cpu")
+    demo = webui.build_demo(device="cpu", app=webui.WebApp(checkpoints, pretrain, "cpu", output_dir=root / "out"))
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                 css=webui.CSS)
     yield demo.local_url
