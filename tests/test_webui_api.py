@@ -96,9 +96,12 @@ def test_load_model_reports_its_facts_and_speakers(server):
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
-def test_convert_returns_the_written_file_and_a_plot(server, sung, fmt):
+def test_convert_returns_the_written_file_and_a_plot(server, folders, sung, fmt):
     client = loaded_client(server)
     audio_path, plot, info = convert(client, sung, "bass", fmt, transpose=3)
+    # Byte for byte the file the pipeline wrote (not re-encoded by Gradio).
+    written = list(folders[0].parent.glob(f"outputs-*/*/{Path(audio_path).name}"))
+    assert len(written) == 1 and written[0].read_bytes() == Path(audio_path).read_bytes()
     out, sr = sf.read(audio_path)
     assert Path(audio_path).suffix == f".{fmt}"
     assert "bass" in Path(audio_path).name
