@@ -123,7 +123,7 @@ class Enhancer:
         f0_work = retime_f0(f0_np, hop, sr, enh_hop, enh_sr, enh_sr / work_sr, n_frames)
         f0_t = torch.from_numpy(f0_work).float()[None].to(self.device)
         mel = self.mel(work)
-        out = self.net(mel, f0_t[:, : mel.shape[-1]], generator).reshape(1, -1)
+        out = self.net(mel, f0_t[:, : mel.shape[-1]], generator=generator).reshape(1, -1)
         if work_sr != sr:
             out = resample(out, work_sr, sr, RESAMPLE_FILTER_WIDTH)
         out = out[0, : audio.shape[-1]]
