@@ -94,10 +94,6 @@ class HifiganConfig:
         if math.prod(self.upsample_rates) != self.hop_size:
             raise ConfigError(f"In '{source}', the product of upsample_rates must equal hop_size ({self.hop_size}).")
 
-    @property
-    def upsampling(self) -> int:
-        return math.prod(self.upsample_rates)
-
 
 def harmonic_source(
     f0: torch.Tensor, upp: int, sampling_rate: int, generator: torch.Generator | None = None,
