@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from model_fixtures import make_checkpoint  # noqa: E402
-from webui_fixtures import make_pretrain_dir  # noqa: E402
+from conftest import FAST_41  # noqa: E402
 
 import webui  # noqa: E402
 from svc.errors import AudioError  # noqa: E402
@@ -43,12 +43,11 @@ def launch(checkpoints: Path, pretrain: Path):
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("webui")
-    checkpoints, pretrain = root / "checkpoints", make_pretrain_dir(root / "pretrain")
-    make_checkpoint(checkpoints / "trio", speakers=tuple(SPEAKERS))
-    make_checkpoint(checkpoints / "solo", speakers=("solo",))
-    return checkpoints, pretrain
+def folders(tmp_path_factory, pretrain_dir):
+    checkpoints = tmp_path_factory.mktemp("webui") / "checkpoints"
+    make_checkpoint(checkpoints / "trio", speakers=tuple(SPEAKERS), **FAST_41)
+    make_checkpoint(checkpoints / "solo", speakers=("solo",), **FAST_41)
+    return checkpoints, pretrain_dir
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,14 @@ import webui  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, pretrain_dir):
+    from conftest import FAST_41
     from model_fixtures import make_checkpoint
-    from webui_fixtures import make_pretrain_dir
 
     root = tmp_path_factory.mktemp("browser")
-    checkpoints, pretrain = root / "checkpoints", make_pretrain_dir(root / "pretrain")
-    make_checkpoint(checkpoints / "choir", speakers=tuple(SPEAKERS))
-    make_checkpoint(checkpoints / "another", speakers=("one",))
+    checkpoints, pretrain = root / "checkpoints", pretrain_dir
+    make_checkpoint(checkpoints / "choir", speakers=tuple(SPEAKERS), **FAST_41)
+    make_checkpoint(checkpoints / "another", speakers=("one",), **FAST_41)
     demo = webui.build_demo(device="cpu", app=webui.WebApp(checkpoints, pretrain, "cpu", output_dir=root / "out"))
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                 css=webui.CSS)
