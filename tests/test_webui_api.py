@@ -16,10 +16,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
+from conftest import FAST_41  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from model_fixtures import make_checkpoint  # noqa: E402
-from conftest import FAST_41  # noqa: E402
 
 import webui  # noqa: E402
 from svc.errors import AudioError  # noqa: E402
