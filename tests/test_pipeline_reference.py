@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pipeline_reference_fixtures import CASES, REFERENCE_FILE, case_input, load_reference  # noqa: E402
+from pipeline_reference_fixtures import CASES, REFERENCE_FILE, case_input, load_reference, quantise16  # noqa: E402
 
 from svc import VitsSvc  # noqa: E402
 
@@ -75,3 +75,13 @@ def test_quantised_inputs_survive_a_16_bit_round_trip(tmp_path):
         soundfile.write(tmp_path / "x.wav", wav.astype(np.float64), sr, format="WAV")  # PCM_16, as the reference
         back, _ = soundfile.read(tmp_path / "x.wav", dtype="float32")
         assert np.array_equal(back, wav), name
+
+
+def test_chunks_are_not_quantised_to_16_bits(sessions):
+    """Our deliberate difference: input below 16-bit resolution still reaches the model."""
+    wav, sr = case_input("pm_default", quantised=False)
+    options = CASES["pm_default"].convert_options()
+    exact = sessions["tiny41"].convert(wav, sr, options).audio
+    rounded = sessions["tiny41"].convert(quantise16(wav), sr, options).audio
+    assert not np.array_equal(wav, quantise16(wav))
+    assert np.abs(exact - rounded).max() > 1e-5
