@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +17,9 @@ import torch
 
 from .config import ModelConfig
 from .encoders.registry import ENCODERS
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, WeightFileError
 from .models import SynthesizerTrn, checkpoint_shapes, fold_weight_norm
+from .weights import float_state, load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +50,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"'{path}' is a PyTorch file but not a so-vits-svc generator checkpoint (no 'model' state dict); "
             "pick the G_*.pth file, not D_*.pth or another model's file"
         )
-    if "emb_g.weight" not in state and any(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = float_state(state)  # also drops the "module." prefix of DataParallel saves
     if "emb_g.weight" not in state or "pre.weight" not in state:
         raise CheckpointError(
             f"'{path}' does not contain a so-vits-svc generator (no emb_g/pre weights); pick the G_*.pth file"
         )
-    return {
-        k: (v.float() if v.is_floating_point() else v)
-        for k, v in state.items()
-        if not k.startswith(TRAINING_ONLY_PREFIXES)
-    }
+    return {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
 
 
 def _torch_load(path: Path) -> object:
@@ -72,16 +66,9 @@ def _torch_load(path: Path) -> object:
     if not (is_zip or is_legacy_pickle):
         raise CheckpointError(f"'{path}' is not a PyTorch checkpoint file; pick the model's G_*.pth file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
-            raise CheckpointError(
-                f"'{path}' contains pickled Python objects besides tensors, which are refused for safety; "
-                "a so-vits-svc G_*.pth holds only tensors — re-export it or use the original file"
-            ) from None
-        raise CheckpointError(f"'{path}' is truncated or corrupt ({exc}); download or copy it again") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"'{path}' is truncated or corrupt ({exc}); download or copy it again") from None
+        return load_torch_file(path, "a so-vits-svc generator checkpoint (G_*.pth)")
+    except WeightFileError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_generator(pth_path: str | Path, config: ModelConfig) -> LoadedModel:

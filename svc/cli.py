@@ -196,27 +196,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_f0(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from .analysis import extract_f0_curve
+    from .audio import read_audio
+    from .plots import plot_f0
 
-    from .audio import read_audio, resample, to_mono
-    from .f0 import get_f0_predictor
-    from .plots import F0Curve, plot_f0
-
-    wav, sr = read_audio(args.input)
-    wav = to_mono(wav)
-    if sr != args.sr:
-        wav = resample(torch.from_numpy(wav)[None], sr, args.sr)[0].numpy()
-    extra = {"pretrain_dir": args.pretrain} if args.pretrain else {}
-    predictor = get_f0_predictor(args.f0_method, hop_length=args.hop, sampling_rate=args.sr,
-                                 device=args.device, threshold=args.threshold, **extra)
-    f0 = predictor.compute_f0(wav)
-    times = np.arange(len(f0)) * args.hop / args.sr
-    print("time_s,f0_hz")
-    for t, value in zip(times, f0, strict=False):
+    wav, sr = read_audio(args.input, mono=True)
+    curve = extract_f0_curve(wav, sr, args.f0_method, sampling_rate=args.sr, hop_length=args.hop,
+                             device=args.device, threshold=args.threshold, pretrain_dir=args.pretrain)
+    print("time_s,f0_hz")  # unvoiced frames print as 0
+    for t, value in zip(curve.times, curve.f0, strict=True):
         print(f"{t:.4f},{value:.2f}")
     if args.plot:
-        fig = plot_f0([F0Curve(args.f0_method, times, f0)], title=f"F0 of {args.input.name}")
-        fig.savefig(args.plot)
+        plot_f0([curve], title=f"F0 of {args.input.name}").savefig(args.plot)
         print(f"plot saved to {args.plot}", file=sys.stderr)
     return 0

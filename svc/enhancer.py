@@ -93,17 +93,16 @@ class Enhancer:
         self.mel = MelSpectrogram(self.cfg, self.device)
 
     @staticmethod
-    def check_files(pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR) -> None:
-        """Raise ``WeightFileError`` naming the missing file if the enhancer cannot be built."""
-        require_weight_file(pretrain_dir, MODEL_FILE, WHAT, SOURCE)
-        require_weight_file(pretrain_dir, CONFIG_FILE, WHAT, SOURCE)
+    def check_files(pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR) -> tuple[Path, Path]:
+        """The model and config paths; a ``WeightFileError`` naming the missing file if one is absent."""
+        return (require_weight_file(pretrain_dir, MODEL_FILE, WHAT, SOURCE),
+                require_weight_file(pretrain_dir, CONFIG_FILE, WHAT, SOURCE))
 
     @classmethod
     def from_pretrain(cls, pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
                       device: str | torch.device = "cpu") -> Enhancer:
         """Load ``pretrain/nsf_hifigan/model`` and its ``config.json``; a clear error if missing."""
-        model = require_weight_file(pretrain_dir, MODEL_FILE, WHAT, SOURCE)
-        config = require_weight_file(pretrain_dir, CONFIG_FILE, WHAT, SOURCE)
+        model, config = cls.check_files(pretrain_dir)
         cfg = HifiganConfig.from_json(config)
         logger.info("loading NSF-HiFiGAN enhancer from %s", model)
         return cls(load_generator(model, cfg), device)
@@ -123,7 +122,7 @@ class Enhancer:
         f0_work = retime_f0(f0_np, hop, sr, enh_hop, enh_sr, enh_sr / work_sr, n_frames)
         f0_t = torch.from_numpy(f0_work).float()[None].to(self.device)
         mel = self.mel(work)
-        out = self.net(mel, f0_t[:, : mel.shape[-1]], generator).reshape(1, -1)
+        out = self.net(mel, f0_t[:, : mel.shape[-1]], generator=generator).reshape(1, -1)
         if work_sr != sr:
             out = resample(out, work_sr, sr, RESAMPLE_FILTER_WIDTH)
         out = out[0, : audio.shape[-1]]

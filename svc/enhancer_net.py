@@ -1,10 +1,10 @@
 """The NSF-HiFiGAN generator of openvpi's vocoder release, as the enhancer loads it.
 
-Parameter names follow openvpi's checkpoints (``conv_pre``, ``ups.i``, ``noise_convs.i``,
-``resblocks.k.convs1.j``/``convs2.j`` or ``convs.j``, ``conv_post``, ``m_source.l_linear``), so
-``{'generator': state_dict}`` files load with ``strict=True``. Their weight-normalised layers
-(``weight_g``/``weight_v``) are folded into plain weights at load time, as the reference does with
-``remove_weight_norm`` before inference.
+The network is the models' ``NsfHifiGan`` (whose parameter names are openvpi's too) with 4.0
+padding, no speaker conditioning and openvpi's frame-level sine source, which is all that differs
+and so all that lives here. ``{'generator': state_dict}`` files load with ``strict=True`` after
+their weight-normalised layers (``weight_g``/``weight_v``) are folded into plain weights, as the
+reference does with ``remove_weight_norm`` before inference.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, WeightFileError
+from .models.nsf_hifigan import NsfHifiGan
+from .models.weight_norm import fold_weight_norm
+from .weights import float_state, load_module_state, load_torch_file
 
-LRELU_SLOPE = 0.1
 HARMONICS = 8  # m_source always has 8 overtones (9 sine components) in these checkpoints
+WHAT = "an NSF-HiFiGAN checkpoint of the openvpi release"
+MATCH = "its config.json (keep the model file and config.json of the same release together)"
 
 
 @dataclass(frozen=True)
@@ -90,41 +94,6 @@ class HifiganConfig:
         if math.prod(self.upsample_rates) != self.hop_size:
             raise ConfigError(f"In '{source}', the product of upsample_rates must equal hop_size ({self.hop_size}).")
 
-    @property
-    def upsampling(self) -> int:
-        return math.prod(self.upsample_rates)
-
-
-def _padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
-
-
-class ResBlock(nn.Module):
-    """HiFiGAN residual block: type "1" (``convs1``/``convs2`` pairs) or type "2" (``convs``)."""
-
-    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...], kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
-        def conv(d: int) -> nn.Conv1d:
-            return nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=_padding(kernel_size, d))
-
-        if kind == "1":
-            self.convs1 = nn.ModuleList(conv(d) for d in dilations)
-            self.convs2 = nn.ModuleList(conv(1) for _ in dilations)
-        else:
-            self.convs = nn.ModuleList(conv(d) for d in dilations)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T]`` → ``[B, C, T]``."""
-        if self.kind == "1":
-            for c1, c2 in zip(self.convs1, self.convs2, strict=True):
-                x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
-        else:
-            for c in self.convs:
-                x = x + c(F.leaky_relu(x, LRELU_SLOPE))
-        return x
-
 
 def harmonic_source(
     f0: torch.Tensor, upp: int, sampling_rate: int, generator: torch.Generator | None = None,
@@ -157,8 +126,8 @@ def harmonic_source(
     return sines * voiced + noise
 
 
-class SourceModule(nn.Module):
-    """``m_source``: merges the 9 sine components into one excitation with ``l_linear`` + tanh."""
+class OpenvpiSineSource(nn.Module):
+    """openvpi's ``m_source``: merges the 9 sine components into one excitation with ``l_linear`` + tanh."""
 
     def __init__(self, sampling_rate: int) -> None:
         super().__init__()
@@ -166,92 +135,32 @@ class SourceModule(nn.Module):
         self.l_linear = nn.Linear(HARMONICS + 1, 1)
 
     def forward(self, f0: torch.Tensor, upp: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """f0 ``[B, T]`` → excitation ``[B, T*upp, 1]``."""
-        return torch.tanh(self.l_linear(harmonic_source(f0, upp, self.sampling_rate, generator)))
+        """f0 ``[B, T]`` → excitation ``[B, 1, T*upp]``."""
+        return torch.tanh(self.l_linear(harmonic_source(f0, upp, self.sampling_rate, generator))).transpose(1, 2)
 
 
-class NsfGenerator(nn.Module):
-    """NSF-HiFiGAN generator without speaker conditioning: (mel, f0) → waveform."""
+class NsfGenerator(NsfHifiGan):
+    """openvpi's NSF-HiFiGAN: the models' ``NsfHifiGan`` without speaker conditioning, with 4.0
+    padding and openvpi's frame-level sine source; keeps its ``HifiganConfig`` for the enhancer."""
 
     def __init__(self, cfg: HifiganConfig) -> None:
-        super().__init__()
+        # The source is built first, as openvpi does, so a seeded initialisation draws in its order.
+        super().__init__(cfg.num_mels, list(cfg.upsample_rates), list(cfg.upsample_kernel_sizes),
+                         cfg.upsample_initial_channel, cfg.resblock, list(cfg.resblock_kernel_sizes),
+                         [list(d) for d in cfg.resblock_dilation_sizes], legacy_padding=True,
+                         source=OpenvpiSineSource(cfg.sampling_rate))
         self.cfg = cfg
-        self.m_source = SourceModule(cfg.sampling_rate)
-        ch = cfg.upsample_initial_channel
-        self.conv_pre = nn.Conv1d(cfg.num_mels, ch, 7, 1, padding=3)
-        self.ups = nn.ModuleList()
-        self.noise_convs = nn.ModuleList()
-        self.resblocks = nn.ModuleList()
-        n_up = len(cfg.upsample_rates)
-        for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes, strict=True)):
-            c_in, c_out = ch // 2**i, ch // 2 ** (i + 1)
-            self.ups.append(nn.ConvTranspose1d(c_in, c_out, k, u, padding=(k - u) // 2))
-            if i + 1 < n_up:
-                stride = math.prod(cfg.upsample_rates[i + 1:])
-                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=stride * 2, stride=stride, padding=stride // 2))
-            else:
-                self.noise_convs.append(nn.Conv1d(1, c_out, kernel_size=1))
-            for kr, dil in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes, strict=True):
-                self.resblocks.append(ResBlock(c_out, kr, dil, cfg.resblock))
-        self.conv_post = nn.Conv1d(ch // 2**n_up, 1, 7, 1, padding=3)
-
-    def forward(self, mel: torch.Tensor, f0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """mel ``[B, num_mels, T]``, f0 ``[B, T]`` (Hz) → audio ``[B, 1, T * hop_size]``."""
-        source = self.m_source(f0, self.cfg.upsampling, generator).transpose(1, 2)
-        x = self.conv_pre(mel)
-        n_kernels = len(self.cfg.resblock_kernel_sizes)
-        for i, (up, noise_conv) in enumerate(zip(self.ups, self.noise_convs, strict=True)):
-            x = up(F.leaky_relu(x, LRELU_SLOPE)) + noise_conv(source)
-            blocks = self.resblocks[i * n_kernels: (i + 1) * n_kernels]
-            xs = blocks[0](x)
-            for block in blocks[1:]:
-                xs = xs + block(x)
-            x = xs / n_kernels
-        # The final activation uses leaky_relu's default slope (0.01), as the checkpoints were trained.
-        return torch.tanh(self.conv_post(F.leaky_relu(x)))
-
-
-def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Replace every ``X.weight_g``/``X.weight_v`` pair by ``X.weight = g * v / ||v||`` (norm over dims ≥ 1)."""
-    out = {}
-    for key, value in state.items():
-        if key.split(".")[-1] == "weight_g":
-            continue
-        if key.split(".")[-1] == "weight_v":
-            base = key[: -len("_v")]
-            g = state.get(base + "_g")
-            if g is None:
-                raise KeyError(base + "_g")
-            v = value.float()
-            out[base] = (v * (g.float() / torch.norm_except_dim(v, 2, 0))).to(value.dtype)
-        else:
-            out[key] = value
-    return out
-
-
-def build_generator(cfg: HifiganConfig) -> NsfGenerator:
-    """A randomly initialised generator for ``cfg`` (weights come from :func:`load_generator`)."""
-    return NsfGenerator(cfg)
 
 
 def load_generator(model_path: str | Path, cfg: HifiganConfig, device: str | torch.device = "cpu") -> NsfGenerator:
     """Load openvpi's ``{'generator': state_dict}`` file into a generator in eval mode."""
-    model_path = Path(model_path)
-    try:
-        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or pickled-object files
-        raise WeightFileError(
-            f"Cannot load the NSF-HiFiGAN weights '{model_path}' ({type(exc).__name__}); "
-            "download the file again from the openvpi release."
-        ) from exc
+    checkpoint = load_torch_file(model_path, WHAT)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("generator"), dict):
         raise WeightFileError(f"'{model_path}' is not an NSF-HiFiGAN checkpoint (no 'generator' weights).")
-    net = build_generator(cfg)
+    net = NsfGenerator(cfg)
     try:
-        net.load_state_dict(fold_weight_norm(checkpoint["generator"]), strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise WeightFileError(
-            f"The weights in '{model_path}' do not fit its config.json ({str(exc).splitlines()[0]}); "
-            "keep the model file and config.json of the same release together."
-        ) from exc
+        state = fold_weight_norm(float_state(checkpoint["generator"]), net)
+    except KeyError as exc:
+        raise WeightFileError(f"'{model_path}' does not match {MATCH}: missing {exc}") from None
+    load_module_state(net, state, model_path, MATCH)
     return net.eval().to(device)

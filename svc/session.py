@@ -223,6 +223,8 @@ class VitsSvc:
             return spk[self.speakers[0]]
         if isinstance(speaker, str) and speaker in spk:
             return spk[speaker]
+        if isinstance(speaker, str) and speaker.strip().isdigit():
+            speaker = int(speaker)  # an id typed on the command line
         if isinstance(speaker, int) and not isinstance(speaker, bool) and speaker in spk.values():
             return speaker
         listing = ", ".join(f"{name} ({sid})" for name, sid in sorted(spk.items(), key=lambda kv: kv[1]))

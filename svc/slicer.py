@@ -80,6 +80,10 @@ def _silence_tags(rms: np.ndarray, p: _Frames) -> list[tuple[int, int]]:
     clip_start = 0
     silent = rms < p.threshold
     keep = p.max_sil_kept
+
+    def quietest(lo: int, hi: int) -> int:  # the quietest frame of [lo, hi)
+        return int(rms[lo:hi].argmin()) + lo
+
     for i in range(rms.shape[0]):
         if silent[i]:
             if silence_start is None:
@@ -93,30 +97,25 @@ def _silence_tags(rms: np.ndarray, p: _Frames) -> list[tuple[int, int]]:
             silence_start = None
             continue
         if i - silence_start <= keep:
-            pos = int(rms[silence_start: i + 1].argmin()) + silence_start
-            tags.append((0, pos) if silence_start == 0 else (pos, pos))
-            clip_start = pos
-        elif i - silence_start <= keep * 2:
-            pos = int(rms[i - keep: silence_start + keep + 1].argmin()) + i - keep
-            pos_l = int(rms[silence_start: silence_start + keep + 1].argmin()) + silence_start
-            pos_r = int(rms[i - keep: i + 1].argmin()) + i - keep
-            if silence_start == 0:
-                tags.append((0, pos_r))
-                clip_start = pos_r
-            else:
-                tags.append((min(pos_l, pos), max(pos_r, pos)))
-                clip_start = max(pos_r, pos)
+            pos = quietest(silence_start, i + 1)
+            tag = (0, pos) if silence_start == 0 else (pos, pos)
         else:
-            pos_l = int(rms[silence_start: silence_start + keep + 1].argmin()) + silence_start
-            pos_r = int(rms[i - keep: i + 1].argmin()) + i - keep
-            tags.append((0, pos_r) if silence_start == 0 else (pos_l, pos_r))
-            clip_start = pos_r
+            pos_l = quietest(silence_start, silence_start + keep + 1)
+            pos_r = quietest(i - keep, i + 1)
+            if silence_start == 0:
+                tag = (0, pos_r)
+            elif i - silence_start <= keep * 2:
+                pos = quietest(i - keep, silence_start + keep + 1)
+                tag = (min(pos_l, pos), max(pos_r, pos))
+            else:
+                tag = (pos_l, pos_r)
+        tags.append(tag)
+        clip_start = tag[1]  # the next clip starts where this cut ends
         silence_start = None
     total = rms.shape[0]
     if silence_start is not None and total - silence_start >= p.min_interval:
         silence_end = min(total, silence_start + keep)
-        pos = int(rms[silence_start: silence_end + 1].argmin()) + silence_start
-        tags.append((pos, total + 1))
+        tags.append((quietest(silence_start, silence_end + 1), total + 1))
     return tags
 
 

@@ -1,12 +1,20 @@
-"""Locating pretrained weight files under ``pretrain/`` with helpful errors."""
+"""Pretrained weight files: locating them under ``pretrain/`` and reading them safely."""
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from .errors import WeightFileError
 
 DEFAULT_PRETRAIN_DIR = Path(__file__).resolve().parent.parent / "pretrain"
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def require_weight_file(pretrain_dir: str | Path, filename: str, what: str, source: str) -> Path:
@@ -22,3 +30,67 @@ def require_weight_file(pretrain_dir: str | Path, filename: str, what: str, sour
         f"{what} needs the weight file '{filename}', which is not in '{Path(pretrain_dir)}'. "
         f"Download it from {source} and save it as '{path}'."
     )
+
+
+def load_torch_file(path: str | Path, what: str, extra_globals: Iterable[tuple[type, str]] = ()) -> Any:
+    """Unpickle the torch file at ``path`` on the CPU without letting it run code.
+
+    ``torch.load(weights_only=True)`` admits only tensors and plain containers; ``extra_globals``
+    adds ``(class, pickled name)`` pairs of inert stand-ins.  ``what`` names the expected file
+    ("a ContentVec checkpoint").  A missing, corrupt or code-carrying file is a ``WeightFileError``.
+    """
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(list(extra_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightFileError(f"'{path}' does not exist; it should be {what}") from None
+    except pickle.UnpicklingError as exc:
+        # torch names the first unsupported global as "GLOBAL module.name".
+        refused = _REFUSED_GLOBAL.search(str(exc))
+        if refused is not None:
+            raise WeightFileError(
+                f"refusing to load '{path}': it is not {what}, as it contains the Python class "
+                f"{refused.group(1)}, which could run code on loading; use the officially published file"
+            ) from None
+        raise _unreadable(path, what, exc) from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+            IndexError, TypeError, AttributeError) as exc:
+        raise _unreadable(path, what, exc) from None
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> WeightFileError:
+    lines = str(exc).strip().splitlines()
+    detail = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return WeightFileError(
+        f"'{path}' cannot be read as {what} ({detail[:200]}); the file is damaged, truncated "
+        "or not a PyTorch weight file: download it again"
+    )
+
+
+def float_state(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of ``state`` as float32 (other dtypes kept), ``module.`` prefixes removed."""
+    return {
+        key.removeprefix("module."): value.float() if value.is_floating_point() else value
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor)
+    }
+
+
+def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | Path,
+                      what: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, with key or shape mismatches as one
+    ``WeightFileError`` naming the file (``what`` as in ``load_torch_file``)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise WeightFileError(
+            f"'{path}' does not match {what}: missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+            f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}"
+        )
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+             for k, v in state.items() if v.shape != expected[k].shape]
+    if wrong:
+        raise WeightFileError(f"'{path}' does not match {what}: shape mismatch in {', '.join(wrong[:3])}")
+    module.load_state_dict(state, strict=True)

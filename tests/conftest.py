@@ -28,30 +28,48 @@ from model_fixtures import make_checkpoint  # noqa: E402
 SPEAKERS = ("alice", "bob", "carol")
 
 
-def write_test_contentvec(path: Path) -> None:
-    """A ContentVec file whose outputs have the real sizes (768 at layer 12, 256 after final_proj)
-    so that it drives the small so-vits-svc fixtures, but with a narrow FFN and conv stack."""
+def write_test_contentvec(path: Path, wide: bool = False) -> None:
+    """A ContentVec file for pipeline tests: final_proj gives the real 256 dims (vec256l9).
+
+    ``wide`` also gives layer 12 the real 768 dims (vec768l12), at several times the cost.
+    """
     cfg = contentvec_model_cfg(small=True, layers=12)
-    cfg.update(encoder_embed_dim=768, encoder_ffn_embed_dim=64, encoder_attention_heads=12, final_dim=256)
+    cfg.update(final_dim=256)
+    if wide:
+        cfg.update(encoder_embed_dim=768, encoder_ffn_embed_dim=64, encoder_attention_heads=12)
     state = fairseq_hubert_state(cfg, seed=11)
     save_fairseq_checkpoint(path, cfg, {k: v.half() for k, v in state.items()})
 
 
 @pytest.fixture(scope="session")
 def pretrain_dir(tmp_path_factory) -> Path:
-    """A pretrain/ folder holding a test ContentVec (serves vec768l12 and vec256l9)."""
+    """A pretrain/ folder holding a small test ContentVec (serves vec256l9 models)."""
     folder = tmp_path_factory.mktemp("pretrain")
     write_test_contentvec(folder / "checkpoint_best_legacy_500.pt")
     return folder
 
 
 @pytest.fixture(scope="session")
+def pretrain_dir_768(tmp_path_factory) -> Path:
+    """A pretrain/ folder whose test ContentVec also serves vec768l12 models."""
+    folder = tmp_path_factory.mktemp("pretrain768")
+    write_test_contentvec(folder / "checkpoint_best_legacy_500.pt", wide=True)
+    return folder
+
+
+# The fast test models use the 256-dim content of vec256l9; "tiny768" is the 4.1 default encoder.
+FAST_41 = {"speech_encoder": "vec256l9", "ssl_dim": 256}
+
+
+@pytest.fixture(scope="session")
 def checkpoints_dir(tmp_path_factory) -> Path:
-    """checkpoints/ with a 4.1 model ("tiny41"), a vol_embedding one and a 4.0 one, 3 speakers each."""
+    """checkpoints/ with small 4.1 ("tiny41"), vol_embedding ("tinyvol"), 4.0 ("tiny40") and
+    vec768l12 ("tiny768") models, 3 speakers each."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    make_checkpoint(folder / "tiny41", "4.1", speakers=SPEAKERS)
-    make_checkpoint(folder / "tinyvol", "vol_embedding", speakers=SPEAKERS)
+    make_checkpoint(folder / "tiny41", "4.1", speakers=SPEAKERS, **FAST_41)
+    make_checkpoint(folder / "tinyvol", "vol_embedding", speakers=SPEAKERS, **FAST_41)
     make_checkpoint(folder / "tiny40", "4.0", speakers=SPEAKERS)
+    make_checkpoint(folder / "tiny768", "4.1", speakers=SPEAKERS)
     return folder
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from svc.enhancer_net import HifiganConfig, NsfGenerator
+from svc.models.layers import is_weight_normed
 
 TINY_CONFIG = {
     "resblock": "1", "num_gpus": 0, "batch_size": 1, "learning_rate": 0.0002,
@@ -17,8 +18,6 @@ TINY_CONFIG = {
     "num_mels": 16, "num_freq": 129, "n_fft": 256, "hop_size": 64, "win_size": 256,
     "sampling_rate": 8000, "fmin": 40, "fmax": 3800, "fmax_for_loss": None,
 }
-# Layers that openvpi's generator wraps in weight_norm (saved as weight_g / weight_v).
-_WEIGHT_NORMED = ("conv_pre", "ups.", "resblocks.", "conv_post")
 
 
 def write_tiny_nsf_hifigan(pretrain_dir: Path, seed: int = 0) -> Path:
@@ -30,8 +29,8 @@ def write_tiny_nsf_hifigan(pretrain_dir: Path, seed: int = 0) -> Path:
     net = NsfGenerator(HifiganConfig.from_dict(TINY_CONFIG))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # weight_norm is deprecated but is what wrote the real files
-        for name, module in net.named_modules():
-            if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) and name.startswith(_WEIGHT_NORMED):
+        for module in net.modules():
+            if is_weight_normed(module):  # conv_pre, ups, resblocks and conv_post, as in openvpi
                 torch.nn.utils.weight_norm(module)
     # Give the weight-norm gains a spread so that folding them is actually tested.
     state = {k: (v * (1.0 + 0.5 * torch.rand(v.shape)) if k.endswith("weight_g") else v)

@@ -108,7 +108,7 @@ def test_truncated_file(tmp_path):
     model_dir = make_checkpoint(tmp_path / "m")
     data = (model_dir / "G_100.pth").read_bytes()
     (model_dir / "G_100.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="damaged, truncated"):
         read_state_dict(model_dir / "G_100.pth")
 
 
@@ -118,7 +118,7 @@ class _Payload:
 
 def test_file_with_pickled_objects_is_refused(tmp_path):
     torch.save({"model": _Payload()}, tmp_path / "G_1.pth")
-    with pytest.raises(CheckpointError, match="pickled Python objects"):
+    with pytest.raises(CheckpointError, match="contains the Python class .*_Payload"):
         read_state_dict(tmp_path / "G_1.pth")
 
 

@@ -26,8 +26,9 @@ from encoder_fixtures import (  # noqa: E402
 )
 
 from svc.encoders import ENCODERS, ContentEncoder, EncoderCache, load_encoder  # noqa: E402
-from svc.encoders.safe_pickle import FairseqDictionary, load_weights  # noqa: E402
+from svc.encoders.hubert import FAIRSEQ_GLOBALS, FairseqDictionary  # noqa: E402
 from svc.errors import AudioError, WeightFileError  # noqa: E402
+from svc.weights import load_torch_file  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 TOL = 1e-4
@@ -278,7 +279,7 @@ def test_truncated_file_is_reported(tmp_path: Path) -> None:
     make_contentvec_file(tmp_path / "full.pt")
     data = (tmp_path / "full.pt").read_bytes()
     (tmp_path / ENCODERS["vec768l12"].filename).write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightFileError, match="corrupt, truncated"):
+    with pytest.raises(WeightFileError, match="damaged, truncated"):
         load_encoder("vec768l12", tmp_path)
 
 
@@ -297,8 +298,8 @@ def test_unpickler_refuses_code(tmp_path: Path, legacy: bool) -> None:
     marker = tmp_path / "ran"
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "x": _RunsCode(marker)}, path, _use_new_zipfile_serialization=not legacy)
-    with pytest.raises(WeightFileError, match=r"refusing to load .*evil\.pt.*would run code.*system"):
-        load_weights(path, "a ContentVec checkpoint")
+    with pytest.raises(WeightFileError, match=r"refusing to load .*evil\.pt.*Python class .*system.*could run code"):
+        load_torch_file(path, "a ContentVec checkpoint", FAIRSEQ_GLOBALS)
     assert not marker.exists()
 
 
@@ -313,7 +314,7 @@ def test_unpickler_admits_fairseq_dictionary_as_data(tmp_path: Path, legacy: boo
     # torch.save pickles with protocol 2: the GLOBAL opcode names module and class.
     assert b"cfairseq.data.dictionary\nDictionary\n" in raw
     assert "fairseq" not in sys.modules
-    ckpt = load_weights(path, "a ContentVec checkpoint")
+    ckpt = load_torch_file(path, "a ContentVec checkpoint", FAIRSEQ_GLOBALS)
     dictionary = ckpt["task_state"]["dictionaries"][0]
     assert isinstance(dictionary, FairseqDictionary)
     assert dictionary.symbols[:4] == ["<s>", "<pad>", "</s>", "<unk>"]

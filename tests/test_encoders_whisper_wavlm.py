@@ -25,8 +25,9 @@ from encoder_fixtures_b import (  # noqa: E402
     speech_like,
 )
 
+from svc.encoders.hubert_net import parse_conv_layers  # noqa: E402
 from svc.encoders.registry import EncoderSpec  # noqa: E402
-from svc.encoders.wavlm import WavLMConfig, load_wavlm, parse_conv_layers  # noqa: E402
+from svc.encoders.wavlm import WavLMConfig, load_wavlm  # noqa: E402
 from svc.encoders.whisper import load_whisper_ppg, plan_windows  # noqa: E402
 from svc.encoders.whisper_audio import log_mel_spectrogram  # noqa: E402
 from svc.errors import WeightFileError  # noqa: E402

@@ -288,5 +288,5 @@ def test_rmvpe_rejects_other_files(tmp_path):
     with pytest.raises(WeightFileError, match="E2E0"):
         get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=tmp_path)
     wrong.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightFileError, match="not a readable"):
+    with pytest.raises(WeightFileError, match="cannot be read as an RMVPE weight file"):
         get_f0_predictor("rmvpe", hop_length=HOP, sampling_rate=SR, pretrain_dir=tmp_path)

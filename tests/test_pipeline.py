@@ -21,8 +21,9 @@ def session(checkpoints_dir, pretrain_dir):
 
 
 def phrase_with_gap(sr: int = SR) -> np.ndarray:
-    """1.5 s tone, 1.2 s silence, 1.5 s tone: the slicer cuts it into voiced/silent/voiced."""
-    return np.concatenate([sung_note(1.5, sr), np.zeros(int(1.2 * sr), np.float32), sung_note(1.5, sr, 330.0, 1)])
+    """0.5 s tone, 6 s silence, 0.5 s tone: the slicer cuts it voiced/silent/voiced (keeping up to
+    5 s of the silence in the voiced chunks, as so-vits-svc does)."""
+    return np.concatenate([sung_note(0.5, sr), np.zeros(int(6 * sr), np.float32), sung_note(0.5, sr, 330.0, 1)])
 
 
 def test_output_length_rate_and_silent_gap(session):
@@ -100,13 +101,13 @@ def test_loudness_mix_and_auto_f0_run(session):
     assert np.isfinite(auto.audio).all()
 
 
-def test_vol_embedding_and_40_models(checkpoints_dir, pretrain_dir):
-    for name in ("tinyvol", "tiny40"):
-        s = VitsSvc(device="cpu", pretrain_dir=pretrain_dir)
-        s.load(checkpoints_dir / name)
-        result = s.convert(sung_note(1.0), SR, ConvertOptions(speaker="carol"))
-        assert len(result.audio) == SR and np.isfinite(result.audio).all()
-    assert s.speech_encoder == "vec256l9"
+@pytest.mark.parametrize("name, encoder", [("tinyvol", "vec256l9"), ("tiny40", "vec256l9"), ("tiny768", "vec768l12")])
+def test_other_model_kinds(checkpoints_dir, pretrain_dir, pretrain_dir_768, name, encoder):
+    s = VitsSvc(device="cpu", pretrain_dir=pretrain_dir_768 if encoder == "vec768l12" else pretrain_dir)
+    s.load(checkpoints_dir / name)
+    assert s.speech_encoder == encoder
+    result = s.convert(sung_note(1.0), SR, ConvertOptions(speaker="carol"))
+    assert len(result.audio) == SR and np.isfinite(result.audio).all()
 
 
 def test_stereo_input_is_mixed_down(session):

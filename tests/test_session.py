@@ -48,6 +48,7 @@ def test_load_folder_and_properties(session, checkpoints):
 def test_speaker_id(session):
     assert session.speaker_id("carol") == 2
     assert session.speaker_id(1) == 1
+    assert session.speaker_id("2") == 2  # an id typed on the command line
     assert session.speaker_id(None) == 0
     with pytest.raises(OptionsError, match=r"unknown speaker 'dave'; this model has: alice \(0\), bob \(1\)"):
         session.speaker_id("dave")

@@ -7,54 +7,50 @@ with per-layer head counts and feed-forward sizes left by pruning.  Output: the 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import WeightFileError
-from .hubert import HubertEncoder, describe_file, fold_pos_conv, load_state
-from .hubert_net import HubertArch, HubertNet
+from ..weights import float_state, load_module_state, load_torch_file
+from .files import require_dict_keys
+from .hubert import HubertEncoder
+from .hubert_net import HubertArch, HubertNet, map_state_keys
 from .registry import EncoderSpec
-from .safe_pickle import load_weights
 
 WHAT = "a DPHuBERT checkpoint (DPHuBERT-sp0.75.pth)"
 _PRUNE_FLAGS = ("extractor_prune_conv_channels", "encoder_prune_attention_heads", "encoder_prune_attention_layer",
                 "encoder_prune_feed_forward_intermediate", "encoder_prune_feed_forward_layer")
 _RENAMES = [
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\."), r"feature_extractor.conv_layers.\1.norm."),
-    (re.compile(r"^feature_extractor\.dummy_weight$"), "feature_scale"),
-    (re.compile(r"^encoder\.feature_projection\.layer_norm\."), "layer_norm."),
-    (re.compile(r"^encoder\.feature_projection\.projection\."), "post_extract_proj."),
-    (re.compile(r"^encoder\.transformer\.layer_norm\."), "encoder.layer_norm."),
-    (re.compile(r"^encoder\.transformer\.layers\."), "encoder.layers."),
-    (re.compile(r"\.attention\."), ".self_attn."),
-    (re.compile(r"(encoder\.layers\.\d+)\.layer_norm\."), r"\1.self_attn_layer_norm."),
-    (re.compile(r"\.feed_forward\.intermediate_dense\."), ".fc1."),
-    (re.compile(r"\.feed_forward\.output_dense\."), ".fc2."),
-    (re.compile(r"^aux\."), "final_proj."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_extractor.conv_layers.\1.norm."),
+    (r"^feature_extractor\.dummy_weight$", "feature_scale"),
+    (r"^encoder\.feature_projection\.layer_norm\.", "layer_norm."),
+    (r"^encoder\.feature_projection\.projection\.", "post_extract_proj."),
+    (r"^encoder\.transformer\.layer_norm\.", "encoder.layer_norm."),
+    (r"^encoder\.transformer\.layers\.", "encoder.layers."),
+    (r"\.attention\.", ".self_attn."),
+    (r"(encoder\.layers\.\d+)\.layer_norm\.", r"\1.self_attn_layer_norm."),
+    (r"\.feed_forward\.intermediate_dense\.", ".fc1."),
+    (r"\.feed_forward\.output_dense\.", ".fc2."),
+    (r"^aux\.", "final_proj."),
 ]
 
 
 def load_dphubert(path: Path, spec: EncoderSpec) -> HubertEncoder:
     """Load a HuBERT-type DPHuBERT checkpoint; output is the last layer."""
-    ckpt = load_weights(path, WHAT)
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("config"), dict)
-            and isinstance(ckpt.get("state_dict"), dict)):
-        raise WeightFileError(f"'{path}' is not {WHAT}: {describe_file(ckpt)}")
+    ckpt = require_dict_keys(load_torch_file(path, WHAT), ("config", "state_dict"), path, WHAT)
     config = ckpt["config"]
     if "encoder_remaining_heads" in config:
         raise WeightFileError(
             f"'{path}' is a WavLM-type DPHuBERT model, which is not supported; use DPHuBERT-sp0.75.pth (HuBERT-type)"
         )
     arch = arch_from_config(config, path)
-    state = {k.removeprefix("module."): v.float() for k, v in ckpt["state_dict"].items()
-             if isinstance(v, torch.Tensor) and "hard_concrete" not in k}
+    state = {k: v for k, v in float_state(ckpt["state_dict"]).items() if "hard_concrete" not in k}
     # The reference loads with strict=False, so a file without this scale runs with ones.
     state.setdefault("feature_extractor.dummy_weight", torch.ones(arch.conv_layers[-1][0]))
     net = HubertNet(arch)
-    load_state(net, map_dphubert_keys(state), path, WHAT)
+    load_module_state(net, map_dphubert_keys(state), path, WHAT)
     return HubertEncoder(net.eval(), spec.name, None, arch.final_dim > 0)
 
 
@@ -92,14 +88,9 @@ def arch_from_config(config: dict, path: Path) -> HubertArch:
             normalize_waveform=bool(config.get("normalize_waveform", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise WeightFileError(f"'{path}' has an unreadable DPHuBERT config ({type(exc).__name__}: {exc})") from None
+        raise WeightFileError(f"'{path}' is not {WHAT}: its config is unusable ({type(exc).__name__}: {exc})") from None
 
 
 def map_dphubert_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """torchaudio-style wav2vec2 parameter names -> ``HubertNet`` names."""
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in _RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    return fold_pos_conv(out, "encoder.transformer.pos_conv_embed.conv.", "encoder.pos_conv.")
+    return map_state_keys(state, _RENAMES, "encoder.transformer.pos_conv_embed.conv.")

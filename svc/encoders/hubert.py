@@ -3,26 +3,62 @@
 The files are fairseq training checkpoints: ``{"args": Namespace | None, "cfg": {"model": {...}},
 "model": state_dict, "task_state": {...}, ...}``.  We read the hyper-parameters from the stored
 config, upcast the (usually float16) tensors and run our own ``HubertNet``.
+
+Besides tensors and plain containers the files pickle a ``fairseq.data.dictionary.Dictionary``
+(the label list, unused for inference) and, in older files, ``argparse.Namespace``
+hyper-parameters.  We admit exactly those, as inert data; any other class is refused.
+omegaconf containers are not admitted: fairseq stores ``cfg`` via ``OmegaConf.to_container``.
 """
 
 from __future__ import annotations
 
-import ast
-import re
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from ..errors import WeightFileError
+from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
-from .hubert_net import HubertArch, HubertNet, weight_norm_to_weight
+from .files import require_dict_keys
+from .hubert_net import (
+    ACTIVATIONS,
+    DEFAULT_CONV_LAYERS,
+    EXTRACTOR_MODES,
+    HubertArch,
+    HubertNet,
+    map_state_keys,
+    parse_conv_layers,
+)
 from .registry import EncoderSpec
-from .safe_pickle import load_weights
 
-DEFAULT_CONV_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+FairseqConfigT = TypeVar("FairseqConfigT", bound="FairseqConfig")
 # Parameters used only in pre-training.
 _UNUSED_KEYS = ("mask_emb", "label_embs_concat", "label_embs")
+
+
+class FairseqDictionary:
+    """Inert stand-in for ``fairseq.data.dictionary.Dictionary``: keeps its pickled attributes."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.state = dict(state)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.state.get("symbols", []))
+
+
+# The classes a fairseq checkpoint may pickle besides plain data, with their pickled names.
+FAIRSEQ_GLOBALS = (
+    (FairseqDictionary, "fairseq.data.dictionary.Dictionary"),
+    (argparse.Namespace, "argparse.Namespace"),
+)
 
 
 class HubertEncoder(ContentEncoder):
@@ -53,7 +89,7 @@ def load_contentvec256l9(path: Path, spec: EncoderSpec) -> HubertEncoder:
     """ContentVec read out after layer 9, through ``final_proj`` (256-dim)."""
     net = load_fairseq_hubert(path, "a ContentVec checkpoint")
     if net.final_proj is None:
-        raise WeightFileError(f"'{path}' has no 'final_proj' layer, so it is not a ContentVec checkpoint")
+        raise WeightFileError(f"'{path}' is not a ContentVec checkpoint: it has no 'final_proj' layer")
     return HubertEncoder(net, spec.name, 9, True)
 
 
@@ -64,157 +100,105 @@ def load_cnhubert_large(path: Path, spec: EncoderSpec) -> HubertEncoder:
 
 def load_fairseq_hubert(path: Path, what: str) -> HubertNet:
     """Build a ``HubertNet`` (float32, eval mode) from the fairseq checkpoint at ``path``."""
-    ckpt = load_weights(path, what)
-    model_cfg, state = _fairseq_parts(ckpt, path, what)
-    state = {_strip_module(k): v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
-    arch = arch_from_fairseq(model_cfg, state, path)
+    ckpt = require_dict_keys(load_torch_file(path, what, FAIRSEQ_GLOBALS), ("model",), path, what)
+    model_cfg = _model_config(ckpt, path, what)
+    state = float_state(ckpt["model"])
+    arch = arch_from_fairseq(read_fairseq_config(FairseqConfig, model_cfg, path, what), state)
     net = HubertNet(arch)
-    load_state(net, map_fairseq_keys(state), path, what)
+    load_module_state(net, map_fairseq_keys(state), path, what)
     return net.eval()
 
 
-def _fairseq_parts(ckpt: Any, path: Path, what: str) -> tuple[dict, dict]:
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise WeightFileError(f"'{path}' is not {what}: {describe_file(ckpt)}")
+def _model_config(ckpt: dict, path: Path, what: str) -> dict:
     cfg = ckpt.get("cfg")
     if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
-        return cfg["model"], ckpt["model"]
+        return cfg["model"]
     args = ckpt.get("args")
     if args is not None and hasattr(args, "__dict__"):
-        return vars(args), ckpt["model"]
+        return vars(args)
     raise WeightFileError(f"'{path}' is not {what}: it has no stored model config ('cfg' or 'args')")
 
 
-def describe_file(obj: Any) -> str:
-    """A short guess at what a loaded file is, for wrong-kind errors."""
-    if not isinstance(obj, dict):
-        return f"it holds a {type(obj).__name__}, not a checkpoint dict"
-    keys = set(obj)
-    if {"dims", "model_state_dict"} <= keys:
-        return "it looks like an OpenAI Whisper model file"
-    if {"cfg", "model"} <= keys:
-        return "it looks like a WavLM-style checkpoint"
-    if {"config", "state_dict"} <= keys:
-        return "it looks like a DPHuBERT checkpoint"
-    if all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return "it is a bare state dict"
-    return f"it has the keys {sorted(map(str, keys))[:8]}"
+@dataclass(frozen=True)
+class FairseqConfig:
+    """Network hyper-parameters of a fairseq HuBERT / wav2vec 2.0 / WavLM model config.
 
-
-def _strip_module(key: str) -> str:
-    return key[len("module."):] if key.startswith("module.") else key
-
-
-def parse_conv_layers(text: str) -> tuple[tuple[int, int, int], ...]:
-    """Evaluate fairseq's ``conv_feature_layers`` string ("[(512,10,5)] + [(512,3,2)] * 4 ...").
-
-    Only integer tuples, lists, ``+`` and ``*`` are allowed: it is data, never code.
+    Defaults are fairseq's ``HubertConfig``; training-only keys are ignored.
     """
-    def value(node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            return node.value
-        if isinstance(node, ast.Tuple):
-            return tuple(value(e) for e in node.elts)
-        if isinstance(node, ast.List):
-            return [value(e) for e in node.elts]
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-            left, right = value(node.left), value(node.right)
-            return left + right if isinstance(node.op, ast.Add) else left * right
-        raise ValueError(f"unsupported element {ast.dump(node)[:60]}")
 
-    layers = value(ast.parse(text, mode="eval").body)
-    if not (isinstance(layers, list) and layers and all(
-            isinstance(t, tuple) and len(t) == 3 and all(type(i) is int for i in t) for t in layers)):
-        raise ValueError("not a list of (channels, kernel, stride) tuples")
-    return tuple(layers)
+    extractor_mode: str = "default"
+    encoder_layers: int = 12
+    encoder_embed_dim: int = 768
+    encoder_ffn_embed_dim: int = 3072
+    encoder_attention_heads: int = 12
+    activation_fn: str = "gelu"
+    layer_norm_first: bool = False
+    conv_feature_layers: str = DEFAULT_CONV_LAYERS
+    conv_bias: bool = False
+    normalize: bool = False
+    conv_pos: int = 128
+    conv_pos_groups: int = 16
+
+    @classmethod
+    def from_cfg(cls: type[FairseqConfigT], cfg: Mapping[str, Any]) -> FairseqConfigT:
+        """The known keys of ``cfg``, as their field's type, over the defaults.
+
+        Raises ``ValueError`` / ``TypeError`` / ``SyntaxError`` for values that do not convert
+        or that this implementation does not support.
+        """
+        config = cls(**{f.name: type(f.default)(cfg[f.name]) for f in fields(cls)
+                        if cfg.get(f.name) is not None})
+        config.conv_layers()
+        if config.extractor_mode not in EXTRACTOR_MODES or config.activation_fn not in ACTIVATIONS:
+            raise ValueError(f"extractor_mode={config.extractor_mode!r}, activation_fn={config.activation_fn!r} "
+                             "are not supported")
+        if config.encoder_embed_dim % config.encoder_attention_heads:
+            raise ValueError(f"encoder_embed_dim {config.encoder_embed_dim} is not divisible by "
+                             f"{config.encoder_attention_heads} heads")
+        return config
+
+    def conv_layers(self) -> list[tuple[int, int, int]]:
+        """``conv_feature_layers`` as ``[(channels, kernel, stride), ...]``."""
+        return parse_conv_layers(self.conv_feature_layers)
 
 
-def arch_from_fairseq(cfg: dict, state: dict[str, torch.Tensor], path: Path) -> HubertArch:
-    """Hyper-parameters from a fairseq model config (defaults: fairseq's HubertConfig)."""
+def read_fairseq_config(cls: type[FairseqConfigT], cfg: Mapping[str, Any], path: Path,
+                        what: str) -> FairseqConfigT:
+    """``cls.from_cfg(cfg)``, with an unusable config as a ``WeightFileError``."""
     try:
-        conv_layers = parse_conv_layers(str(cfg.get("conv_feature_layers") or DEFAULT_CONV_LAYERS))
-        layers = int(cfg.get("encoder_layers", 12))
-        embed = int(cfg.get("encoder_embed_dim", 768))
-        heads = int(cfg.get("encoder_attention_heads", 12))
-        ffn = int(cfg.get("encoder_ffn_embed_dim", 3072))
-        layer_norm_first = bool(cfg.get("layer_norm_first", False))
-        mode = str(cfg.get("extractor_mode", "default"))
-        activation = str(cfg.get("activation_fn", "gelu"))
-        arch = HubertArch(
-            conv_layers=conv_layers,
-            conv_bias=bool(cfg.get("conv_bias", False)),
-            extractor_mode=mode,
-            embed_dim=embed,
-            num_heads=(heads,) * layers,
-            head_dim=embed // heads,
-            ffn_dims=(ffn,) * layers,
-            layer_norm_first=layer_norm_first,
-            norm_before_layers=not layer_norm_first,  # fairseq's TransformerEncoder
-            conv_pos=int(cfg.get("conv_pos", 128)),
-            conv_pos_groups=int(cfg.get("conv_pos_groups", 16)),
-            # The stored final_proj decides its size (final_dim x number of label sets).
-            final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0,
-            activation=activation,
-        )
-    except (ValueError, TypeError) as exc:
-        raise WeightFileError(f"'{path}' has an unreadable model config: {exc}") from None
-    if mode not in ("default", "layer_norm") or activation not in ("gelu", "gelu_accurate", "gelu_fast", "relu"):
-        raise WeightFileError(
-            f"'{path}' uses extractor_mode={mode!r}, activation_fn={activation!r}, which this "
-            "HuBERT implementation does not support"
-        )
-    if embed % heads:
-        raise WeightFileError(f"'{path}' has encoder_embed_dim {embed} not divisible by {heads} heads")
-    return arch
+        return cls.from_cfg(cfg)
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise WeightFileError(f"'{path}' is not {what}: its model config is unusable ({exc})") from None
+
+
+def arch_from_fairseq(cfg: FairseqConfig, state: dict[str, torch.Tensor]) -> HubertArch:
+    """``HubertArch`` of a fairseq HuBERT model."""
+    layers, heads = cfg.encoder_layers, cfg.encoder_attention_heads
+    return HubertArch(
+        conv_layers=tuple(cfg.conv_layers()),
+        conv_bias=cfg.conv_bias,
+        extractor_mode=cfg.extractor_mode,
+        embed_dim=cfg.encoder_embed_dim,
+        num_heads=(heads,) * layers,
+        head_dim=cfg.encoder_embed_dim // heads,
+        ffn_dims=(cfg.encoder_ffn_embed_dim,) * layers,
+        layer_norm_first=cfg.layer_norm_first,
+        norm_before_layers=not cfg.layer_norm_first,  # fairseq's TransformerEncoder
+        conv_pos=cfg.conv_pos,
+        conv_pos_groups=cfg.conv_pos_groups,
+        # The stored final_proj decides its size (final_dim x number of label sets).
+        final_dim=state["final_proj.weight"].shape[0] if "final_proj.weight" in state else 0,
+        activation=cfg.activation_fn,
+    )
 
 
 _FAIRSEQ_RENAMES = [
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.0\."), r"feature_extractor.conv_layers.\1.conv."),
-    (re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.2\.(1\.)?"), r"feature_extractor.conv_layers.\1.norm."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
+    (r"^feature_extractor\.conv_layers\.(\d+)\.2\.(1\.)?", r"feature_extractor.conv_layers.\1.norm."),
 ]
 
 
 def map_fairseq_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """fairseq HubertModel parameter names -> ``HubertNet`` names (pos_conv weight-norm folded)."""
-    out = {}
-    for key, value in state.items():
-        if key in _UNUSED_KEYS:
-            continue
-        for pattern, repl in _FAIRSEQ_RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    return fold_pos_conv(out, "encoder.pos_conv.0.", "encoder.pos_conv.")
+    """fairseq HubertModel (and WavLM) parameter names -> ``HubertNet`` names."""
+    return map_state_keys(state, _FAIRSEQ_RENAMES, "encoder.pos_conv.0.", drop=_UNUSED_KEYS)
 
-
-def fold_pos_conv(state: dict[str, torch.Tensor], old: str, new: str) -> dict[str, torch.Tensor]:
-    """Replace the weight-normed pos_conv entries under prefix ``old`` by a plain conv under ``new``."""
-    state = dict(state)
-    g = state.pop(old + "weight_g", None)
-    v = state.pop(old + "weight_v", None)
-    # torch.nn.utils.parametrizations.weight_norm stores g and v under these names.
-    g = state.pop(old + "parametrizations.weight.original0", g)
-    v = state.pop(old + "parametrizations.weight.original1", v)
-    if g is not None and v is not None:
-        state[new + "weight"] = weight_norm_to_weight(g, v, dim=2)
-    if old + "weight" in state:
-        state[new + "weight"] = state.pop(old + "weight")
-    if old + "bias" in state:
-        state[new + "bias"] = state.pop(old + "bias")
-    return state
-
-
-def load_state(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    """``load_state_dict(strict=True)`` with missing/unexpected keys and shape errors as WeightFileError."""
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise WeightFileError(
-            f"'{path}' does not match {what}: missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
-            f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''}"
-        )
-    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
-             for k, v in state.items() if v.shape != expected[k].shape]
-    if wrong:
-        raise WeightFileError(f"'{path}' does not match {what}: shape mismatch in {', '.join(wrong[:3])}")
-    net.load_state_dict(state, strict=True)

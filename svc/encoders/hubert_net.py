@@ -5,13 +5,20 @@ stack of Transformer layers.  Parameter names follow fairseq; loaders map other 
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AudioError
+
+# fairseq's default conv_feature_layers: 400-sample receptive field, stride 320.
+DEFAULT_CONV_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,42 @@ class HubertArch:
     @property
     def receptive_field(self) -> int:
         """Fewest input samples that give one output frame (400 for the standard stack)."""
-        size = 1
-        for _, kernel, stride in reversed(self.conv_layers):
-            size = (size - 1) * stride + kernel
-        return size
+        return receptive_field(self.conv_layers)
 
 
-_ACTIVATIONS = {
+def receptive_field(conv_layers: list[tuple[int, int, int]] | tuple[tuple[int, int, int], ...]) -> int:
+    """Fewest input samples that give one output frame of the conv stack ``conv_layers``."""
+    size = 1
+    for _, kernel, stride in reversed(conv_layers):
+        size = (size - 1) * stride + kernel
+    return size
+
+
+def parse_conv_layers(text: str) -> list[tuple[int, int, int]]:
+    """Evaluate fairseq's ``conv_feature_layers`` string ("[(512,10,5)] + [(512,3,2)] * 4 ...").
+
+    Only integer tuples, lists, ``+`` and ``*`` are allowed: it is data, never code.
+    """
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.Tuple):
+            return tuple(value(e) for e in node.elts)
+        if isinstance(node, ast.List):
+            return [value(e) for e in node.elts]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+            left, right = value(node.left), value(node.right)
+            return left + right if isinstance(node.op, ast.Add) else left * right
+        raise ValueError(f"unsupported element {ast.dump(node)[:60]}")
+
+    layers = value(ast.parse(text, mode="eval").body)
+    if not (isinstance(layers, list) and layers and all(
+            isinstance(t, tuple) and len(t) == 3 and all(type(i) is int for i in t) for t in layers)):
+        raise ValueError("not a list of (channels, kernel, stride) tuples")
+    return layers
+
+
+ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
     "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
@@ -61,9 +97,12 @@ _ACTIVATIONS = {
 }
 
 
+EXTRACTOR_MODES = ("default", "layer_norm")
+
+
 def activation_fn(name: str):
     """The activation function fairseq calls ``name``."""
-    return _ACTIVATIONS[name]
+    return ACTIVATIONS[name]
 
 
 class ConvBlock(nn.Module):
@@ -102,24 +141,34 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, width)
         self.out_proj = nn.Linear(width, embed_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, T, D)``."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        """``(B, T, D)`` -> ``(B, T, D)``; ``bias`` is unused (see ``TransformerLayer``)."""
+        return self.attend(x, None), None
+
+    def attend(self, x: torch.Tensor, score_bias: torch.Tensor | None) -> torch.Tensor:
+        """Attention of ``x`` ``(B, T, D)`` with ``score_bias`` (``(B, H, T, T)`` or None) added
+        to the scaled scores before the softmax."""
         b, t, _ = x.shape
 
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-        y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)))
+        y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
+                                           attn_mask=score_bias)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
 
 
 class TransformerLayer(nn.Module):
-    """One encoder layer, post-LN (HuBERT Base) or pre-LN (``layer_norm_first``, Large)."""
+    """One encoder layer, post-LN (HuBERT Base) or pre-LN (``layer_norm_first``, Large).
 
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, ffn_dim: int,
+    ``attention`` maps ``(x, bias)`` to ``(output, bias)``, so a layer can hand a position bias
+    on to the next (WavLM); None (a pruned layer) skips attention, ``ffn_dim == 0`` the FFN.
+    """
+
+    def __init__(self, embed_dim: int, attention: nn.Module | None, ffn_dim: int,
                  layer_norm_first: bool, activation: str):
         super().__init__()
-        self.self_attn = SelfAttention(embed_dim, num_heads, head_dim) if num_heads > 0 else None
+        self.self_attn = attention
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, ffn_dim) if ffn_dim > 0 else None
         self.fc2 = nn.Linear(ffn_dim, embed_dim) if ffn_dim > 0 else None
@@ -130,69 +179,90 @@ class TransformerLayer(nn.Module):
     def _ffn(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(activation_fn(self.activation)(self.fc1(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, T, D)``."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, T, D)`` and a position bias (or None) -> ``(B, T, D)`` and the bias to pass on."""
         if self.layer_norm_first:
             if self.self_attn is not None:
-                x = x + self.self_attn(self.self_attn_layer_norm(x))
+                attn, bias = self.self_attn(self.self_attn_layer_norm(x), bias)
+                x = x + attn
             if self.fc1 is not None:
                 x = x + self._ffn(self.final_layer_norm(x))
-            return x
+            return x, bias
         if self.self_attn is not None:
-            x = x + self.self_attn(x)
+            attn, bias = self.self_attn(x, bias)
+            x = x + attn
         x = self.self_attn_layer_norm(x)
         if self.fc1 is not None:
             x = x + self._ffn(x)
-        return self.final_layer_norm(x)
+        return self.final_layer_norm(x), bias
+
+
+class PositionalConv(nn.Conv1d):
+    """wav2vec 2.0's convolutional position embedding: grouped "same" conv, then GELU.
+
+    The original's weight-normed conv is stored here already multiplied out (``fold_pos_conv``).
+    """
+
+    def __init__(self, channels: int, kernel: int, groups: int):
+        super().__init__(channels, channels, kernel, padding=kernel // 2, groups=groups)
+        self.trim = 1 if kernel % 2 == 0 else 0  # fairseq's SamePad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T)`` -> ``(B, C, T)``."""
+        x = super().forward(x)
+        return F.gelu(x[..., : x.shape[-1] - self.trim])
 
 
 class TransformerEncoder(nn.Module):
-    """Convolutional position embedding, then the layers, with one extra layer norm."""
+    """Convolutional position embedding, then the layers, with one extra layer norm.
 
-    def __init__(self, arch: HubertArch):
+    ``norm_before_layers``: apply ``layer_norm`` before the layers (fairseq post-LN models),
+    else after the last one.
+    """
+
+    def __init__(self, embed_dim: int, conv_pos: int, conv_pos_groups: int,
+                 layers: list[TransformerLayer], norm_before_layers: bool):
         super().__init__()
-        d = arch.embed_dim
-        # The weight-normed conv of the original is stored here already multiplied out.
-        self.pos_conv = nn.Conv1d(d, d, arch.conv_pos, padding=arch.conv_pos // 2, groups=arch.conv_pos_groups)
-        self.trim = 1 if arch.conv_pos % 2 == 0 else 0  # fairseq's SamePad
-        self.layer_norm = nn.LayerNorm(d)
-        self.norm_before_layers = arch.norm_before_layers
-        self.layers = nn.ModuleList(
-            TransformerLayer(d, heads, arch.head_dim, ffn, arch.layer_norm_first, arch.activation)
-            for heads, ffn in zip(arch.num_heads, arch.ffn_dims, strict=True)
-        )
+        self.pos_conv = PositionalConv(embed_dim, conv_pos, conv_pos_groups)
+        self.layer_norm = nn.LayerNorm(embed_dim)
+        self.norm_before_layers = norm_before_layers
+        self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
         """``(B, T, D)`` -> output of layer ``num_layers`` (all layers if None), ``(B, T, D)``.
 
         Stopping early skips a trailing layer norm, as fairseq's ``output_layer`` does.
         """
-        pos = self.pos_conv(x.transpose(1, 2))
-        if self.trim:
-            pos = pos[..., : -self.trim]
-        x = x + F.gelu(pos).transpose(1, 2)
+        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
         if self.norm_before_layers:
             x = self.layer_norm(x)
         stop = len(self.layers) if num_layers is None else min(num_layers, len(self.layers))
+        bias = None
         for layer in self.layers[:stop]:
-            x = layer(x)
+            x, bias = layer(x, bias)
         if not self.norm_before_layers and stop == len(self.layers):
             x = self.layer_norm(x)
         return x
 
 
 class FeatureExtractor(nn.Module):
-    """The strided conv stack: ``(B, N)`` waveform -> ``(B, C, T)`` features."""
+    """The strided conv stack: ``(B, N)`` waveform -> ``(B, C, T)`` features.
 
-    def __init__(self, arch: HubertArch):
+    ``mode`` "default": group norm after the first conv only; "layer_norm": after every conv.
+    """
+
+    def __init__(self, conv_layers: list[tuple[int, int, int]] | tuple[tuple[int, int, int], ...],
+                 conv_bias: bool, mode: str):
         super().__init__()
+        if mode not in EXTRACTOR_MODES:
+            raise ValueError(f"unknown extractor_mode {mode!r}")
         blocks, in_ch = [], 1
-        for i, (out_ch, kernel, stride) in enumerate(arch.conv_layers):
-            if arch.extractor_mode == "layer_norm":
+        for i, (out_ch, kernel, stride) in enumerate(conv_layers):
+            if mode == "layer_norm":
                 norm = "layer"
             else:
                 norm = "group" if i == 0 else None
-            blocks.append(ConvBlock(in_ch, out_ch, kernel, stride, arch.conv_bias, norm))
+            blocks.append(ConvBlock(in_ch, out_ch, kernel, stride, conv_bias, norm))
             in_ch = out_ch
         self.conv_layers = nn.ModuleList(blocks)
 
@@ -210,12 +280,18 @@ class HubertNet(nn.Module):
         super().__init__()
         self.arch = arch
         channels = arch.conv_layers[-1][0]
-        self.feature_extractor = FeatureExtractor(arch)
+        self.feature_extractor = FeatureExtractor(arch.conv_layers, arch.conv_bias, arch.extractor_mode)
         # DPHuBERT multiplies the conv features by a learnt per-channel scale.
         self.feature_scale = nn.Parameter(torch.ones(channels)) if arch.feature_scale else None
         self.layer_norm = nn.LayerNorm(channels)
         self.post_extract_proj = nn.Linear(channels, arch.embed_dim)
-        self.encoder = TransformerEncoder(arch)
+        layers = [
+            TransformerLayer(arch.embed_dim, SelfAttention(arch.embed_dim, heads, arch.head_dim) if heads else None,
+                             ffn, arch.layer_norm_first, arch.activation)
+            for heads, ffn in zip(arch.num_heads, arch.ffn_dims, strict=True)
+        ]
+        self.encoder = TransformerEncoder(arch.embed_dim, arch.conv_pos, arch.conv_pos_groups, layers,
+                                          arch.norm_before_layers)
         self.final_proj = nn.Linear(arch.embed_dim, arch.final_dim) if arch.final_dim > 0 else None
 
     def forward(self, wav: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
@@ -241,3 +317,39 @@ def weight_norm_to_weight(g: torch.Tensor, v: torch.Tensor, dim: int = 2) -> tor
     """The weight ``g * v / ||v||`` that ``torch.nn.utils.weight_norm(dim=dim)`` computes."""
     other = [d for d in range(v.dim()) if d != dim]
     return g * v / v.norm(dim=other, keepdim=True)
+
+
+def fold_pos_conv(state: dict[str, torch.Tensor], old: str, new: str) -> dict[str, torch.Tensor]:
+    """Replace the weight-normed pos_conv entries under prefix ``old`` by a plain conv under ``new``."""
+    state = dict(state)
+    g = state.pop(old + "weight_g", None)
+    v = state.pop(old + "weight_v", None)
+    # torch.nn.utils.parametrizations.weight_norm stores g and v under these names.
+    g = state.pop(old + "parametrizations.weight.original0", g)
+    v = state.pop(old + "parametrizations.weight.original1", v)
+    if g is not None and v is not None:
+        state[new + "weight"] = weight_norm_to_weight(g, v, dim=2)
+    if old + "weight" in state:
+        state[new + "weight"] = state.pop(old + "weight")
+    if old + "bias" in state:
+        state[new + "bias"] = state.pop(old + "bias")
+    return state
+
+
+def map_state_keys(state: Mapping[str, torch.Tensor], renames: Iterable[tuple[str, str]], pos_conv: str,
+                   drop: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """Another layout's parameter names -> ``HubertNet`` names.
+
+    Each key goes through every ``(regex, replacement)`` of ``renames`` in order; keys in ``drop``
+    (pre-training only) are left out; the weight-normed position conv under prefix ``pos_conv``
+    becomes the plain ``encoder.pos_conv``.
+    """
+    renames, drop = list(renames), set(drop)
+    out = {}
+    for key, value in state.items():
+        if key in drop:
+            continue
+        for pattern, repl in renames:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return fold_pos_conv(out, pos_conv, "encoder.pos_conv.")

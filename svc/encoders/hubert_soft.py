@@ -14,27 +14,27 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WeightFileError
+from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
-from .hubert import describe_file, fold_pos_conv, load_state
-from .hubert_net import HubertArch, HubertNet
+from .files import describe_file
+from .hubert_net import HubertArch, HubertNet, map_state_keys
 from .registry import EncoderSpec
-from .safe_pickle import load_weights
 
 WHAT = "a HuBERT-Soft state dict (hubert-soft-0d54a1f4.pt)"
 PAD = (400 - 320) // 2  # bshall's units() pads this many samples on each side
 HEAD_DIM = 64  # bshall's model: 768 dims, 12 heads
 _UNUSED_KEYS = ("masked_spec_embed", "label_embedding.weight")
 _RENAMES = [
-    (re.compile(r"^feature_extractor\.conv(\d+)\."), r"feature_extractor.conv_layers.\1.conv."),
-    (re.compile(r"^feature_extractor\.norm0\."), "feature_extractor.conv_layers.0.norm."),
-    (re.compile(r"^feature_projection\.norm\."), "layer_norm."),
-    (re.compile(r"^feature_projection\.projection\."), "post_extract_proj."),
-    (re.compile(r"^norm\."), "encoder.layer_norm."),
-    (re.compile(r"\.linear1\."), ".fc1."),
-    (re.compile(r"\.linear2\."), ".fc2."),
-    (re.compile(r"\.norm1\."), ".self_attn_layer_norm."),
-    (re.compile(r"\.norm2\."), ".final_layer_norm."),
-    (re.compile(r"^proj\."), "final_proj."),
+    (r"^feature_extractor\.conv(\d+)\.", r"feature_extractor.conv_layers.\1.conv."),
+    (r"^feature_extractor\.norm0\.", "feature_extractor.conv_layers.0.norm."),
+    (r"^feature_projection\.norm\.", "layer_norm."),
+    (r"^feature_projection\.projection\.", "post_extract_proj."),
+    (r"^norm\.", "encoder.layer_norm."),
+    (r"\.linear1\.", ".fc1."),
+    (r"\.linear2\.", ".fc2."),
+    (r"\.norm1\.", ".self_attn_layer_norm."),
+    (r"\.norm2\.", ".final_layer_norm."),
+    (r"^proj\.", "final_proj."),
 ]
 
 
@@ -55,16 +55,16 @@ class HubertSoftEncoder(ContentEncoder):
 
 def load_hubert_soft(path: Path, spec: EncoderSpec) -> HubertSoftEncoder:
     """Load bshall's v0.1 HuBERT-Soft state dict at ``path``."""
-    state = load_weights(path, WHAT)
+    state = load_torch_file(path, WHAT)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         hint = ("it is a hubert-soft v0.2 checkpoint; so-vits-svc uses the v0.1 file"
                 if isinstance(state, dict) and "hubert" in state else describe_file(state))
         raise WeightFileError(f"'{path}' is not {WHAT}: {hint}")
-    state = {k.removeprefix("module."): v.float() for k, v in state.items()}
+    state = float_state(state)
     if "proj.weight" not in state or "feature_extractor.conv0.weight" not in state:
         raise WeightFileError(f"'{path}' is not {WHAT}: it lacks 'proj.weight' / 'feature_extractor.conv0.weight'")
     net = HubertNet(_arch(state, path))
-    load_state(net, map_soft_keys(state), path, WHAT)
+    load_module_state(net, map_soft_keys(state), path, WHAT)
     return HubertSoftEncoder(net.eval(), spec.name)
 
 
@@ -89,16 +89,13 @@ def _arch(state: dict[str, torch.Tensor], path: Path) -> HubertArch:
 
 def map_soft_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """bshall HubertSoft parameter names -> ``HubertNet`` names."""
-    out = {}
+    split = {}
     for key, value in state.items():
-        if key in _UNUSED_KEYS:
-            continue
         if key.endswith(("self_attn.in_proj_weight", "self_attn.in_proj_bias")):
+            # nn.MultiheadAttention packs q, k and v into one projection.
             prefix, kind = key.rsplit(".in_proj_", 1)
             for name, part in zip(("q", "k", "v"), value.chunk(3), strict=True):
-                out[f"{prefix}.{name}_proj.{kind}"] = part
-            continue
-        for pattern, repl in _RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    return fold_pos_conv(out, "positional_embedding.conv.", "encoder.pos_conv.")
+                split[f"{prefix}.{name}_proj.{kind}"] = part
+        else:
+            split[key] = value
+    return map_state_keys(split, _RENAMES, "positional_embedding.conv.", drop=_UNUSED_KEYS)

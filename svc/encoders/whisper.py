@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import WeightFileError
+from ..weights import float_state, load_module_state, load_torch_file
 from .base import ContentEncoder
-from .plain_file import load_float_state, load_plain_file, require_keys
+from .files import require_dict_keys
 from .registry import EncoderSpec
 from .whisper_audio import SAMPLES_PER_TOKEN, log_mel_spectrogram, mel_filters, pad_or_trim
 
@@ -210,36 +211,30 @@ def _expected(spec: EncoderSpec) -> str:
     return f"the OpenAI Whisper checkpoint {spec.filename} ({spec.dim}-dim encoder) from {spec.source}"
 
 
-def read_dims(raw: object, path: Path, expected: str) -> WhisperDims:
+def read_dims(raw: dict, path: Path, what: str) -> WhisperDims:
     """Validate the ``dims`` entry: all ten whisper sizes as positive integers."""
     names = [f.name for f in fields(WhisperDims)]
-    if not isinstance(raw, dict) or not all(
-        isinstance(raw.get(n), int) and not isinstance(raw.get(n), bool) and raw[n] > 0 for n in names
-    ):
-        raise WeightFileError(
-            f"{path} has no valid 'dims' (needs positive integers {', '.join(names)}); expected {expected}."
-        )
+    if not all(isinstance(raw.get(n), int) and not isinstance(raw.get(n), bool) and raw[n] > 0 for n in names):
+        raise WeightFileError(f"'{path}' is not {what}: its 'dims' are not all positive integers {names}")
     dims = WhisperDims(**{n: raw[n] for n in names})
     if dims.n_audio_state % dims.n_audio_head:
-        raise WeightFileError(f"{path} has n_audio_state not divisible by n_audio_head; expected {expected}.")
+        raise WeightFileError(f"'{path}' is not {what}: its n_audio_state is not divisible by n_audio_head")
     return dims
 
 
 def load_whisper_ppg(path: Path, spec: EncoderSpec) -> WhisperPPG:
     """Build the whisper encoder from an official checkpoint, on the CPU in float32."""
-    expected = _expected(spec)
-    data = load_plain_file(path, expected)
-    require_keys(data, ("dims", "model_state_dict"), path, expected)
-    dims = read_dims(data["dims"], path, expected)
+    what = _expected(spec)
+    data = require_dict_keys(load_torch_file(path, what), ("dims", "model_state_dict"), path, what)
+    dims = read_dims(data["dims"], path, what)
     if dims.n_audio_state != spec.dim:
         raise WeightFileError(
-            f"{path} has a {dims.n_audio_state}-dim whisper encoder but {spec.name} needs "
-            f"{spec.dim}; expected {expected}."
+            f"'{path}' is not {what}: it has a {dims.n_audio_state}-dim whisper encoder but "
+            f"{spec.name} needs {spec.dim}"
         )
+    # Only the encoder is used: upcasting the decoder too would waste gigabytes.
     state = data["model_state_dict"]
-    if not isinstance(state, dict):
-        raise WeightFileError(f"{path} has no state dict under 'model_state_dict'; expected {expected}.")
-    encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    encoder_state = float_state({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
     model = WhisperPPG(dims, name=spec.name)
-    load_float_state(model.encoder, encoder_state, path, expected)
+    load_module_state(model.encoder, encoder_state, path, what)
     return model.eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .base import F0_MAX, F0_MIN, F0Predictor, fit_length, resize_linear_voiced
@@ -31,44 +33,33 @@ class PmF0Predictor(F0Predictor):
 
 
 class _WorldF0Predictor(F0Predictor):
-    """WORLD estimate refined by StoneMask, then stretched linearly to ``p_len`` frames."""
+    """WORLD estimate (``pyworld.<algorithm>``) refined by StoneMask, then stretched linearly to ``p_len`` frames."""
+
+    algorithm: ClassVar[str]
+    decimals: ClassVar[int | None] = None  # so-vits-svc rounds some estimates (after StoneMask)
 
     def frame_f0(self, wav: np.ndarray, p_len: int) -> np.ndarray:
         import pyworld
 
         x = np.ascontiguousarray(wav, dtype=np.float64)
-        f0, times = self._estimate(pyworld, x)
+        f0, times = getattr(pyworld, self.algorithm)(x, fs=self.sampling_rate, f0_floor=F0_MIN, f0_ceil=F0_MAX,
+                                                     frame_period=1000.0 * self.hop_length / self.sampling_rate)
         f0 = pyworld.stonemask(x, f0, times, self.sampling_rate)
-        return resize_linear_voiced(self._round(f0), p_len)
-
-    def _estimate(self, pyworld, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-    def _round(self, f0: np.ndarray) -> np.ndarray:
-        return f0
-
-    def _frame_period_ms(self) -> float:
-        return 1000.0 * self.hop_length / self.sampling_rate
+        if self.decimals is not None:
+            f0 = np.round(f0, self.decimals)
+        return resize_linear_voiced(f0, p_len)
 
 
 class DioF0Predictor(_WorldF0Predictor):
     """WORLD DIO (fast); like so-vits-svc, the F0 is rounded to 0.1 Hz."""
 
     name = "dio"
-
-    def _estimate(self, pyworld, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return pyworld.dio(x, fs=self.sampling_rate, f0_floor=F0_MIN, f0_ceil=F0_MAX,
-                           frame_period=self._frame_period_ms())
-
-    def _round(self, f0: np.ndarray) -> np.ndarray:
-        return np.round(f0, 1)
+    algorithm = "dio"
+    decimals = 1
 
 
 class HarvestF0Predictor(_WorldF0Predictor):
     """WORLD Harvest (slow, robust)."""
 
     name = "harvest"
-
-    def _estimate(self, pyworld, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return pyworld.harvest(x, fs=self.sampling_rate, f0_floor=F0_MIN, f0_ceil=F0_MAX,
-                               frame_period=self._frame_period_ms())
+    algorithm = "harvest"

