@@ -59,21 +59,29 @@ def main() -> None:
 
     model_dir(), pretrain_dir()
     results = {"meta": _meta(), "core": [], "load": None, "e2e": []}
+    out = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every case, so that an interrupted run keeps what it measured
+        results["meta"]["loadavg_after"] = os.getloadavg()
+        out.write_text(json.dumps(results, indent=1))
+
     for device in devices:
         precisions = args.precision or _default_precisions(device)
         if "core" in args.only:
             results["core"] += measure_core(args.threads, precisions, args.repeats, device,
                                             reference=args.reference)
+            save()
         if "e2e" in args.only:
-            results["e2e"] += measure_e2e(args.durations, args.f0, precisions[:1] if args.quick else precisions,
-                                          args.e2e_threads, 3, device)
+            for precision in precisions[:1] if args.quick else precisions:
+                for method in args.f0:
+                    for seconds in args.durations:
+                        results["e2e"] += measure_e2e([seconds], [method], [precision], args.e2e_threads, 3, device)
+                        save()
     if "load" in args.only:
         torch.set_num_threads(2)
         results["load"] = measure_load(args.repeats)
-    results["meta"]["loadavg_after"] = os.getloadavg()
-    out = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    save()
     print(format_table(results))
     print(f"\nwritten to {out}")
 
