@@ -288,12 +288,16 @@ class VitsSvc:
             hop_length=config.hop_length,
             unit_interpolate_mode=config.data.unit_interpolate_mode,
             vol_embedding=config.model.vol_embedding,
-            encoder=self._encoders.get(self.speech_encoder),
+            encoder=self._encoders.get(self.speech_encoder, half=self._half_encoder()),
             f0_predictor=predictor,
             speaker_id=self.speaker_id(options.speaker),
             device=self.device,
             enhancer=enhancer,
         )
+
+    def _half_encoder(self) -> bool:
+        """Reduced precision on a GPU runs the speech encoder in half precision too."""
+        return self.precision != "fp32" and self.device.type == "cuda"
 
     def _require(self) -> tuple[SynthesizerTrn, ModelConfig]:
         if self._model is None or self._config is None:
