@@ -24,6 +24,7 @@ import torch
 from .audio import resample
 from .crossfade import fit_length, output_spans, split_pieces, stitch
 from .features import repeat_expand
+from .memory import release_free_memory
 from .options import ConvertOptions
 from .slicer import Chunk, slice_audio
 from .volume import change_rms, extract_volume
@@ -130,6 +131,7 @@ def convert(
             piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock)
             rendered.append(fit_length(piece_audio, span.length))
             tracks.append(track)
+            release_free_memory()
             voiced_done += piece.length - piece.overlap
         with clock.stage("crossfade"):
             joined = stitch(rendered, [span.overlap for span in spans], options.crossfade_keep)

@@ -41,8 +41,11 @@ def load_torch_file(path: str | Path, what: str, extra_globals: Iterable[tuple[t
     """
     path = Path(path)
     try:
+        # Zip-format files are memory-mapped: only the tensors a loader copies out are read, so
+        # the optimizer state of a training checkpoint never enters memory (float_state copies).
+        mmap = zipfile.is_zipfile(path)
         with torch.serialization.safe_globals(list(extra_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise WeightFileError(f"'{path}' does not exist; it should be {what}") from None
     except pickle.UnpicklingError as exc:
@@ -69,9 +72,12 @@ def _unreadable(path: Path, what: str, exc: Exception) -> WeightFileError:
 
 
 def float_state(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The tensors of ``state`` as float32 (other dtypes kept), ``module.`` prefixes removed."""
+    """The tensors of ``state`` as float32 (other dtypes kept), ``module.`` prefixes removed.
+
+    Always copies, so no tensor stays backed by the (memory-mapped) file it was read from.
+    """
     return {
-        key.removeprefix("module."): value.float() if value.is_floating_point() else value
+        key.removeprefix("module."): value.to(torch.float32 if value.is_floating_point() else value.dtype, copy=True)
         for key, value in state.items()
         if isinstance(value, torch.Tensor)
     }
