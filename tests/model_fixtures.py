@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from svc.config import ModelConfig
-from svc.models import SynthesizerTrn, checkpoint_shapes
+from svc.models import SynthesizerTrn, checkpoint_shapes, fold_weight_norm
 from svc.models.snake import KERNEL_SIZE, RATIO, kaiser_sinc_filter
 
 SPEAKERS = ("alice", "bob", "carol")
@@ -151,7 +151,38 @@ def make_state_dict(cfg: dict, seed: int = 0, enc_q: bool = False) -> dict[str, 
         shared = "flow.wn." + key.split(".enc.", 1)[1]
         if shared in state:
             state[key] = state[shared]
+    calibrate_output(state, cfg)
     return state
+
+
+OUTPUT_STD = 0.3  # the calibrated fixtures' output: zero mean, this std (before the final tanh)
+
+
+def calibrate_output(state: dict[str, torch.Tensor], cfg: dict) -> None:
+    """Rescale ``dec.conv_post`` in place so the parity inputs give audio-like output.
+
+    Random weights alone give a large DC offset (or a saturated square wave for snake), which
+    would let a max-abs tolerance hide real errors.  The input of ``conv_post`` is captured for
+    the parity inputs, then ``weight_g`` is scaled and the bias set so that the output before
+    ``tanh`` has zero mean and ``OUTPUT_STD`` std.  Both sides of every comparison load the
+    calibrated file, so the fixture stays a plain checkpoint.
+    """
+    model = SynthesizerTrn(ModelConfig.from_dict(cfg).model)
+    model.load_state_dict(fold_weight_norm(state, model), strict=False)
+    model.eval()
+    model.dec.fast = False
+    captured: list[torch.Tensor] = []
+    model.dec.conv_post.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
+    x = make_inputs(cfg)
+    with torch.inference_mode():
+        model.infer(x["c"], x["f0"], x["uv"], x["g"], noise_scale=0.4, seed=52468,
+                    vol=x["vol"] if cfg["model"].get("vol_embedding") else None)
+    out = captured[0].double()
+    bias = state["dec.conv_post.bias"].double()
+    linear = out - bias[None, :, None]  # the part of the output that scales with weight_g
+    scale = OUTPUT_STD / float(linear.std())
+    state["dec.conv_post.weight_g"] = (state["dec.conv_post.weight_g"] * scale).float()
+    state["dec.conv_post.bias"] = (-scale * linear.mean()).reshape(1).float()
 
 
 def _optimizer_state(state: dict[str, torch.Tensor], trained: bool) -> dict:
