@@ -83,6 +83,7 @@ class SynthesisParts:
     speaker_id: int
     device: torch.device
     enhancer: object | None = None  # svc.enhancer.Enhancer when options.enhance
+    diffusion: object | None = None  # svc.diffusion.DiffusionStage for shallow or only diffusion (model None)
 
 
 class _Stopwatch:
@@ -128,7 +129,9 @@ def convert(
             text = f"chunk {index + 1}/{len(chunks)}" + (f", piece {number}/{len(pieces)}" if len(pieces) > 1 else "")
             progress(voiced_done / voiced_total, text)
             start = chunk.start + piece.start
-            piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock)
+            report = _diffusion_reporter(progress, voiced_done / voiced_total, text) if parts.diffusion else None
+            piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock,
+                                                report)
             rendered.append(fit_length(piece_audio, span.length))
             tracks.append(track)
             release_free_memory()
@@ -141,7 +144,8 @@ def convert(
 
 
 def _convert_piece(
-    piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch
+    piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch,
+    diffusion_report: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, F0Track]:
     """Synthesise one voiced piece: the body of so-vits-svc's ``Svc.infer`` (plus its padding)."""
     target_sr, hop, device = parts.sampling_rate, parts.hop_length, parts.device
@@ -161,13 +165,22 @@ def _convert_piece(
     if parts.vol_embedding:
         with clock.stage("volume"):
             vol = extract_volume(torch.from_numpy(wav)[None], hop)[None].to(device)
-    with clock.stage("synthesis"):
-        sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
-        audio, f0_used = parts.model.infer(
-            c, f0_t, uv_t, sid,
-            noise_scale=options.noise_scale, seed=options.seed, predict_f0=options.auto_f0, vol=vol,
-        )
-        audio = audio[0, 0].float()
+    # One generator per piece: the synthesis draws first, the diffusion continues it (reference order).
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    audio, f0_used = None, f0_t
+    if parts.model is not None:
+        with clock.stage("synthesis"):
+            sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
+            audio, f0_used = parts.model.infer(
+                c, f0_t, uv_t, sid,
+                noise_scale=options.noise_scale, seed=options.seed, predict_f0=options.auto_f0, vol=vol,
+                generator=generator,
+            )
+            audio = audio[0, 0].float()
+    if parts.diffusion is not None:
+        with clock.stage("diffusion"):
+            audio = parts.diffusion.render(torch.from_numpy(wav), target_sr, hop, c, f0_used.float(), vol,
+                                           parts.speaker_id, audio, generator, diffusion_report)
     if options.enhance and parts.enhancer is not None:
         with clock.stage("enhance"):
             key = options.enhancer_adaptive_key
@@ -187,6 +200,11 @@ def _convert_piece(
         target=f0_used[0].float().cpu().numpy() * uv_np,
     )
     return audio_np, track
+
+
+def _diffusion_reporter(progress: Progress, fraction: float, text: str) -> Callable[[int, int], None]:
+    """Progress text for the diffusion's denoiser steps within one piece."""
+    return lambda done, total: progress(fraction, f"{text}, diffusion step {done}/{total}")
 
 
 def _clip_lengths(options: ConvertOptions, length: int, sr: int) -> tuple[float, float]:
