@@ -20,6 +20,8 @@ from svc.diffusion.config import DiffusionConfig
 from svc.diffusion.model import Unit2Mel
 
 MEL_BINS = 32
+GAIN = 1.5  # measured: noise estimates of std ~2; samplers then differ by 17-21 dB in the mel
+VOCODER_GAIN = 2.0  # conv_post gain: output std ~0.1 instead of ~0.04
 VOCODER_CONFIG = {
     **TINY_CONFIG,
     "upsample_rates": [8, 8, 8], "upsample_kernel_sizes": [16, 16, 16], "upsample_initial_channel": 16,
@@ -62,22 +64,27 @@ def diffusion_config(**changes: Any) -> dict[str, Any]:
 
 
 def write_diffusion_model(folder: str | Path, step: int = 100, seed: int = 0, mel_bins: int = MEL_BINS,
-                          config_name: str = "config.yaml", **changes: Any) -> Path:
-    """Write ``folder/model_<step>.pt`` and ``folder/<config_name>``; return the model path."""
+                          config_name: str = "config.yaml", gain: float = GAIN, **changes: Any) -> Path:
+    """Write ``folder/model_<step>.pt`` and ``folder/<config_name>``; return the model path.
+
+    Weights are drawn with std ``gain / sqrt(fan_in)`` (embeddings: ``gain``), so the random denoiser's
+    noise estimate is of order one and the samplers' results clearly differ.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = diffusion_config(**changes)
     (folder / config_name).write_text(yaml.dump(cfg))
-    torch.manual_seed(seed)
     net = Unit2Mel(DiffusionConfig.from_dict(cfg), mel_bins)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator().manual_seed(seed)
     state = {}
     for key, value in net.state_dict().items():
         if key.startswith("decoder.") and not key.startswith("decoder.denoise_fn."):
             state[key] = value  # the schedule buffers, as training saves them
+        elif key.endswith("bias"):
+            state[key] = 0.1 * torch.randn(value.shape, generator=gen)
         else:
-            state[key] = 0.3 * torch.randn(value.shape, generator=gen) / max(1, value.shape[-1] if value.dim() > 1
-                                                                               else 1) ** 0.5
+            fan_in = 1 if "spk_embed" in key else value[0].numel()
+            state[key] = gain * torch.randn(value.shape, generator=gen) / fan_in**0.5
     path = folder / f"model_{step}.pt"
     torch.save({"global_step": step, "model": state}, path)
     return path
@@ -85,4 +92,25 @@ def write_diffusion_model(folder: str | Path, step: int = 100, seed: int = 0, me
 
 def write_diffusion_vocoder(pretrain_dir: str | Path, seed: int = 0) -> Path:
     """An NSF-HiFiGAN at 44.1 kHz, hop 512, ``MEL_BINS`` mels in ``pretrain_dir/nsf_hifigan/``."""
-    return write_tiny_nsf_hifigan(Path(pretrain_dir), seed, VOCODER_CONFIG)
+    path = write_tiny_nsf_hifigan(Path(pretrain_dir), seed, VOCODER_CONFIG)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["generator"]["conv_post.weight_g"] *= VOCODER_GAIN
+    torch.save(checkpoint, path)
+    return path
+
+
+def build_diffusion_env(root: Path, models: tuple[str, ...] = ("tiny41",)) -> tuple[Path, Path]:
+    """``(pretrain, checkpoints)`` under ``root``: the test ContentVec, the diffusion vocoder, and the
+    conftest models ``models`` (vec256l9, 3 speakers) each with a ``diffusion/`` folder."""
+    from conftest import FAST_41, SPEAKERS, write_test_contentvec
+    from model_fixtures import make_checkpoint
+
+    variants = {"tiny41": "4.1", "tinyvol": "vol_embedding"}
+    pretrain, checkpoints = Path(root) / "pretrain", Path(root) / "checkpoints"
+    pretrain.mkdir(parents=True)
+    write_test_contentvec(pretrain / "checkpoint_best_legacy_500.pt")
+    write_diffusion_vocoder(pretrain)
+    for name in models:
+        make_checkpoint(checkpoints / name, variants[name], speakers=SPEAKERS, **FAST_41)
+        write_diffusion_model(checkpoints / name / "diffusion")
+    return pretrain, checkpoints
