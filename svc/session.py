@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import read_audio, to_mono, write_audio
+from .audio import check_audio_array, read_audio, write_audio
 from .checkpoint import load_generator
 from .config import ModelConfig
 from .device import resolve_device
@@ -29,7 +29,7 @@ from .diffusion.loading import check_against_generator, check_encoder, check_voc
 from .encoders import EncoderCache
 from .encoders.registry import get_spec
 from .enhancer import Enhancer
-from .errors import AudioError, CheckpointError, ConfigError, OptionsError, SvcError
+from .errors import CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
 from .f0 import get_spec as get_f0_spec
 from .models import SynthesizerTrn
@@ -267,7 +267,7 @@ class VitsSvc:
         """The ``emb_g`` row of ``speaker`` (a name from the config's spk map or one of its ids; None = first)."""
         return _lookup_speaker(self.config.spk, speaker)
 
-    def speaker_name(self, options: ConvertOptions) -> str:
+    def output_speaker_name(self, options: ConvertOptions) -> str:
         """The name of the speaker ``options`` selects (from the diffusion model's table with only diffusion)."""
         spk = self._require_diffusion().config.spk if options.only_diffusion else self.config.spk
         sid = self._speaker_id_for(options)
@@ -285,6 +285,11 @@ class VitsSvc:
             where = f" and none was found in '{self.model_path.parent}/diffusion/'" if self.model_path else ""
             raise OptionsError(f"no diffusion model is loaded{where}; load one (CLI: --diffusion model_N.pt)")
         return model
+
+    def speaker_name(self, speaker: str | int | None = None) -> str:
+        """The config's name of ``speaker`` (a name, an id, or None for the first speaker)."""
+        sid = self.speaker_id(speaker)
+        return next(name for name, value in self.config.spk.items() if value == sid)
 
     # --- conversion -------------------------------------------------------------------------
 
@@ -310,7 +315,7 @@ class VitsSvc:
     ) -> ConversionResult:
         """Convert audio (mono ``[N]`` or ``[channels, N]`` float at ``sr`` Hz) to the loaded voice."""
         options = options or ConvertOptions()
-        wav = _as_mono_float(wav, sr)
+        wav = check_audio_array(wav, sr)
         with self._lock:
             if not options.only_diffusion:
                 self._require()
@@ -408,25 +413,6 @@ class VitsSvc:
         if self._model is None or self._config is None:
             raise OptionsError("no model is loaded; load a model first")
         return self._model, self._config
-
-
-MIN_SECONDS = 0.1
-
-
-def _as_mono_float(wav: np.ndarray, sr: int) -> np.ndarray:
-    """Validate in-memory input the way ``read_audio`` validates files."""
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim == 2:
-        wav = to_mono(wav)
-    if wav.ndim != 1:
-        raise AudioError(f"audio must be mono [N] or [channels, N], got shape {tuple(wav.shape)}")
-    if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 768000:
-        raise AudioError(f"sample rate must be between 1000 and 768000 Hz, got {sr}")
-    if len(wav) < MIN_SECONDS * sr:
-        raise AudioError(f"audio is too short ({len(wav) / sr:.3f} s); it must be at least {MIN_SECONDS} s long")
-    if not np.isfinite(wav).all():
-        raise AudioError("audio contains NaN or infinite samples")
-    return wav
 
 
 def _lookup_speaker(spk: dict[str, int], speaker: str | int | None) -> int:
