@@ -240,13 +240,13 @@ def test_cli_shallow_and_only_diffusion(capsys, env, tmp_path):
                              "--device", "cpu", "--no-progress", "--shallow-diffusion", "--k-step", "30",
                              "--diffusion-method", "pndm", tmp_path / "a.wav", "-o", tmp_path / "out")
     assert code == 0, err
-    assert Path(out.strip()).name == "a_bob_0key.wav"
+    assert Path(out.strip()).name.startswith("a_bob_")
     diffusion = checkpoints / "tiny41" / "diffusion" / "model_100.pt"
     code, out, err = run_cli(capsys, "infer", "--diffusion", diffusion, "--only-diffusion", "-s", "carol",
                              "--diffusion-speedup", "100", "--pretrain", pretrain, "--device", "cpu",
                              "--no-progress", tmp_path / "a.wav", "-o", tmp_path / "only")
     assert code == 0, err
-    assert Path(out.strip()).name == "a_carol_0key.wav"
+    assert Path(out.strip()).name.startswith("a_carol_")
 
 
 def test_cli_errors_are_one_line(capsys, env, tmp_path):
