@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from svc.analysis import conversion_curves, extract_f0_curve, summarize  # noqa: E402
 from svc.audio import read_audio, to_mono  # noqa: E402
 from svc.device import resolve_device  # noqa: E402
+from svc.diffusion import SAMPLERS, DiffusionConfig  # noqa: E402
 from svc.errors import AudioError, OptionsError, SvcError  # noqa: E402
 from svc.f0 import F0_PREDICTORS, F0PredictorCache  # noqa: E402
 from svc.model_store import UPLOAD_PREFIX, ModelManager, save_uploaded_model  # noqa: E402
@@ -56,8 +57,12 @@ OOM_MESSAGE = (
 
 # How each setting is shown; ranges, steps, help texts and defaults come from ConvertOptions itself.
 LABELS = {"f0_method": "F0 predictor", "auto_f0": "Auto F0", "slice_db": "Slice threshold (dB)",
-          "cr_threshold": "Voicing threshold (crepe/rmvpe/fcpe)", "enhance": "NSF-HiFiGAN enhancer"}
-MAIN_SETTINGS = ("transpose", "f0_method", "auto_f0", "slice_db", "noise_scale")
+          "cr_threshold": "Voicing threshold (crepe/rmvpe/fcpe)", "enhance": "NSF-HiFiGAN enhancer",
+          "shallow_diffusion": "Shallow diffusion", "only_diffusion": "Only diffusion", "k_step": "Diffusion k-step",
+          "second_encoding": "Diffusion: second encoding", "diffusion_method": "Diffusion sampler",
+          "diffusion_speedup": "Diffusion speedup"}
+MAIN_SETTINGS = ("transpose", "f0_method", "auto_f0", "slice_db", "noise_scale", "shallow_diffusion")
+CONFIG_SAMPLER = "config"  # the sampler dropdown's "as the diffusion model's config says"
 # Every other ConvertOptions field but the speaker is an advanced setting, in declaration order.
 SETTING_NAMES = tuple(f.name for f in fields(ConvertOptions) if f.name != "speaker")
 
@@ -175,7 +180,7 @@ class WebApp:
                 info = describe_model_dir(path)
                 count = len(info.speakers)
                 label = (f"{name} — so-vits-svc {info.version}, {info.speech_encoder}, "
-                         f"{count} speaker{'s' * (count != 1)}")
+                         f"{count} speaker{'s' * (count != 1)}" + (", diffusion" if info.diffusion else ""))
             except SvcError as e:
                 label = f"{name} — unusable: {e}"
             choices.append((label, name))
@@ -227,6 +232,7 @@ class WebApp:
             f"Speakers ({len(session.speakers)}): {', '.join(session.speakers)}",
         ]
         lines += [f"- note: {note}" for note in getattr(session, "load_notes", [])]
+        lines.append(diffusion_facts(session))
         try:
             session.check_weights(ConvertOptions())
         except SvcError as e:
@@ -253,6 +259,10 @@ class WebApp:
     def options(self, speaker: str | None, values: tuple) -> ConvertOptions:
         settings = dict(zip(SETTING_NAMES, values, strict=True))
         settings["seed"] = int(settings["seed"])
+        settings["k_step"] = int(settings["k_step"])
+        settings["diffusion_speedup"] = int(settings["diffusion_speedup"])
+        if settings["diffusion_method"] in (CONFIG_SAMPLER, ""):
+            settings["diffusion_method"] = None
         if settings["f0_method"] not in f0_predictor_names():
             raise OptionsError(f"unknown F0 predictor {settings['f0_method']!r}; choose one of "
                                f"{', '.join(f0_predictor_names())}")
@@ -380,6 +390,20 @@ class WebApp:
         return gr.update(value=self.banner, visible=bool(self.banner))
 
 
+def diffusion_facts(session) -> str:
+    """The model panel's line about the diffusion model found beside the voice model."""
+    files = getattr(session, "diffusion_files", None)
+    if files is None:
+        return ("No diffusion model (for shallow diffusion put `model_N.pt` and its `config.yaml` into "
+                "`checkpoints/<model>/diffusion/`).")
+    try:
+        cfg = DiffusionConfig.from_yaml(files.config)
+    except SvcError as e:
+        return f"⚠️ Diffusion model `{files.model.name}` has an unusable config: {e}"
+    return (f"Diffusion model: `{files.model.parent.name}/{files.model.name}` — {cfg.encoder}, k_step_max "
+            f"{cfg.k_step_max}, sampler {cfg.method} (speedup {cfg.speedup}); tick 'Shallow diffusion' to use it.")
+
+
 def parse_transposes(text: str | float | None) -> list[float]:
     """'0, 12, -5' -> [0.0, 12.0, -5.0]; empty means [0]."""
     parts = [p for p in str(text if text is not None else "").replace(";", ",").replace(" ", ",").split(",") if p]
@@ -402,6 +426,9 @@ def setting_component(name: str) -> gr.components.Component:
     elem_id = f"opt_{name}"
     if name == "f0_method":
         return gr.Dropdown(f0_predictor_choices(), value=default, label=label, info=info, elem_id=elem_id)
+    if name == "diffusion_method":
+        choices = [("as the diffusion model's config says", CONFIG_SAMPLER)] + [(m, m) for m in SAMPLERS]
+        return gr.Dropdown(choices, value=CONFIG_SAMPLER, label=label, info=info, elem_id=elem_id)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, info=info, elem_id=elem_id)
     if "range" in field.metadata:
@@ -507,6 +534,8 @@ def _compare_tab(app: WebApp, state: gr.State, speakers: gr.Dropdown, settings: 
                                 buttons=["download"], elem_id="compare_audio_in")
             speakers.render()
             transposes = gr.Textbox("0", label="Transposes (semitones, comma-separated)", elem_id="compare_transposes")
+            shallow = gr.Checkbox(False, label=LABELS["shallow_diffusion"], elem_id="compare_shallow_diffusion",
+                                  info="the same switch as in the Convert tab")
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare_btn")
         with gr.Column():
             plot = gr.Plot(label="F0 of each result", elem_id="compare_plot")
@@ -517,6 +546,10 @@ def _compare_tab(app: WebApp, state: gr.State, speakers: gr.Dropdown, settings: 
     compare_btn.click(handler, [state, audio_in, speakers, transposes, settings["format"], *settings["ordered"]],
                       [*players, plot], api_name="compare", concurrency_id=INFERENCE,
                       concurrency_limit=_inference_limit())
+    # One setting, two switches: each follows the other when the user flips it.
+    convert_shallow = settings["ordered"][SETTING_NAMES.index("shallow_diffusion")]
+    shallow.input(lambda value: value, shallow, convert_shallow, api_visibility="private", queue=False)
+    convert_shallow.input(lambda value: value, convert_shallow, shallow, api_visibility="private", queue=False)
     # The Convert tab's recording is the natural default here.
     convert_in.change(lambda path: path, convert_in, audio_in, api_visibility="private", queue=False)
 

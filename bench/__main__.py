@@ -2,7 +2,7 @@
 
     python -m bench                      # everything (600 s end-to-end takes a while on a CPU)
     python -m bench --quick              # core at 2 threads, load, 10 s end-to-end with pm
-    python -m bench --only core          # sections: core, load, e2e (comma-separated)
+    python -m bench --only core          # sections: core, load, e2e, diffusion (comma-separated)
     REF_SOVITS=/path/to/so-vits-svc python -m bench --only core   # also time the reference
 """
 
@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 
 from .core import measure_core, measure_load
+from .diffusion import format_rows, measure_diffusion
 from .e2e import measure_e2e
 from .fixtures import ROOT, model_dir, pretrain_dir
 from .report import format_table
 
 RESULTS_DIR = ROOT / "bench" / "results"
-SECTIONS = ("core", "load", "e2e")
+SECTIONS = ("core", "load", "e2e", "diffusion")
 
 
 def _csv(kind):
@@ -58,7 +59,7 @@ def main() -> None:
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
     model_dir(), pretrain_dir()
-    results = {"meta": _meta(), "core": [], "load": None, "e2e": []}
+    results = {"meta": _meta(), "core": [], "load": None, "e2e": [], "diffusion": []}
     out = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -78,11 +79,15 @@ def main() -> None:
                     for seconds in args.durations:
                         results["e2e"] += measure_e2e([seconds], [method], [precision], args.e2e_threads, 3, device)
                         save()
+        if "diffusion" in args.only:
+            results["diffusion"] += measure_diffusion(args.e2e_threads, 3 if args.quick else args.repeats, device,
+                                                      quick=args.quick)
+            save()
     if "load" in args.only:
         torch.set_num_threads(2)
         results["load"] = measure_load(args.repeats)
     save()
-    print(format_table(results))
+    print("\n".join([format_table(results)] + format_rows(results["diffusion"])))
     print(f"\nwritten to {out}")
 
 

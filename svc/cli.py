@@ -50,7 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     infer = sub.add_parser("infer", help="convert audio files to a model's voice")
     infer.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
-    infer.add_argument("-m", "--model", required=True, type=Path, help="checkpoints/<name> folder, or a .pth file")
+    infer.add_argument("-m", "--model", type=Path,
+                       help="checkpoints/<name> folder, or a .pth file (not needed with --only-diffusion)")
     infer.add_argument("-c", "--config", type=Path, help="config.json (default: beside the .pth)")
     infer.add_argument("-o", "--output", type=Path, default=Path("results"), help="output folder (default: results)")
     infer.add_argument("--format", choices=("wav", "flac"), default="wav", help="output file format")
@@ -59,6 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="synthesis precision: fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, GPUs), fp16 (GPUs)")
     infer.add_argument("--pretrain", type=Path, help="folder of encoder / F0 / vocoder weights (default: pretrain/)")
     infer.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    infer.add_argument("--diffusion", type=Path,
+                       help="diffusion model_N.pt (default: checkpoints/<name>/diffusion/ when present)")
+    infer.add_argument("--diffusion-config", type=Path, help="the diffusion model's config.yaml (default: beside it)")
     _add_option_flags(infer, sorted(F0_PREDICTORS))
     infer.set_defaults(func=_cmd_infer)
 
@@ -97,6 +101,10 @@ def _add_option_flags(parser: argparse.ArgumentParser, f0_choices: list[str]) ->
             group.add_argument(*flags, dest=f.name, default=default, choices=f0_choices, help=help_text)
         elif f.name == "speaker":
             group.add_argument(*flags, dest=f.name, default=None, help=help_text)
+        elif f.name == "diffusion_method":
+            from .diffusion.samplers import SAMPLERS
+
+            group.add_argument(*flags, dest=f.name, default=None, choices=list(SAMPLERS), help=help_text)
         else:
             kind = int if f.type in ("int", int) else float
             group.add_argument(*flags, dest=f.name, type=kind, default=default,
@@ -133,10 +141,15 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.inputs)
     session = VitsSvc(device=args.device, precision=args.precision,
                       **({"pretrain_dir": args.pretrain} if args.pretrain else {}))
-    session.load(args.model, args.config)
+    if args.model is not None:
+        session.load(args.model, args.config)
+    elif not options.only_diffusion:
+        raise SvcError("give the voice model with -m/--model (only --only-diffusion works without one)")
+    if args.diffusion is not None:
+        session.load_diffusion(args.diffusion, args.diffusion_config)
     for note in session.load_notes:
         print(f"note: {note}", file=sys.stderr)
-    speaker_name = session.speaker_name(options.speaker)
+    speaker_name = session.output_speaker_name(options)
     args.output.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in inputs:

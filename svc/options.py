@@ -48,6 +48,14 @@ class ConvertOptions:
     enhance: bool = _opt(False, "run the NSF-HiFiGAN enhancer on the output")
     enhancer_adaptive_key: float = _opt(0.0, "semitones the enhancer's range is shifted by", -24, 24, 1)
     seed: int = _opt(DEFAULT_SEED, "random seed (the same seed gives the same audio)")
+    shallow_diffusion: bool = _opt(False, "refine the output with the diffusion model (shallow diffusion)")
+    only_diffusion: bool = _opt(False, "synthesise with the diffusion model alone (no voice model needed)")
+    k_step: int = _opt(100, "shallow diffusion: noise steps added to the output and removed again (1 to k_step_max)",
+                       1, 1000, 1)
+    second_encoding: bool = _opt(False, "shallow diffusion: take the content from the voice model's output")
+    diffusion_method: str | None = _opt(None, "diffusion sampler (default: the diffusion model's config)")
+    diffusion_speedup: int = _opt(0, "diffusion speedup: sampler steps = k_step // speedup "
+                                     "(0 = the diffusion model's config; 1 = every step, DDPM)", 0, 500, 1)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -65,6 +73,20 @@ class ConvertOptions:
             raise OptionsError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not isinstance(self.f0_method, str) or not self.f0_method:
             raise OptionsError(f"f0_method must be a predictor name, got {self.f0_method!r}")
+        self._validate_diffusion()
+
+    def _validate_diffusion(self) -> None:
+        for name in ("k_step", "diffusion_speedup"):  # whole numbers within their ranges
+            _check_int(name, getattr(self, name), *option_range(name))
+        if self.diffusion_method is not None and (not isinstance(self.diffusion_method, str)
+                                                  or not self.diffusion_method):
+            raise OptionsError(f"diffusion_method must be a sampler name, got {self.diffusion_method!r}")
+        if self.shallow_diffusion and self.only_diffusion:
+            raise OptionsError("choose shallow_diffusion or only_diffusion, not both")
+
+    @property
+    def uses_diffusion(self) -> bool:
+        return self.shallow_diffusion or self.only_diffusion
 
     def with_(self, **changes: Any) -> ConvertOptions:
         """A copy with some settings changed (validated again)."""
@@ -94,6 +116,11 @@ def check_option(name: str, value: float) -> float:
     """``value`` if it is in setting ``name``'s range, else an ``OptionsError`` that says the range."""
     _check_range(name, value, *option_range(name))
     return value
+
+
+def _check_int(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise OptionsError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

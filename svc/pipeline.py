@@ -90,7 +90,7 @@ class F0PredictorLike(Protocol):
 class SynthesizerLike(Protocol):
     def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor, noise_scale: float = ...,
               seed: int = ..., predict_f0: bool = ..., vol: torch.Tensor | None = ...,
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None = ...) -> tuple[torch.Tensor, torch.Tensor]:
         """``(audio (1, 1, T*hop), f0 (1, T))`` (svc.models.SynthesizerTrn)."""
         ...
 
@@ -102,11 +102,19 @@ class EnhancerLike(Protocol):
         ...
 
 
+class DiffusionLike(Protocol):
+    def render(self, wav: torch.Tensor, sr: int, hop: int, units: torch.Tensor, f0: torch.Tensor,
+               vol: torch.Tensor | None, speaker_id: int, gan_audio: torch.Tensor | None,
+               generator: torch.Generator, report: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """The piece's audio after (shallow or only) diffusion and vocoding (svc.diffusion.DiffusionStage)."""
+        ...
+
+
 @dataclass
 class SynthesisParts:
     """What the pipeline needs from a loaded session (kept apart so the pipeline stays testable)."""
 
-    model: SynthesizerLike
+    model: SynthesizerLike | None  # None only with only diffusion
     sampling_rate: int
     hop_length: int
     unit_interpolate_mode: str
@@ -116,6 +124,7 @@ class SynthesisParts:
     speaker_id: int
     device: torch.device
     enhancer: EnhancerLike | None = None  # when options.enhance
+    diffusion: DiffusionLike | None = None  # shallow diffusion, or only diffusion (then model is None)
 
 
 class _Stopwatch:
@@ -161,7 +170,9 @@ def convert(
             text = f"chunk {index + 1}/{len(chunks)}" + (f", piece {number}/{len(pieces)}" if len(pieces) > 1 else "")
             progress(voiced_done / voiced_total, text)
             start = chunk.start + piece.start
-            piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock)
+            report = _diffusion_reporter(progress, voiced_done / voiced_total, text) if parts.diffusion else None
+            piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock,
+                                                report)
             rendered.append(fit_length(piece_audio, span.length))
             tracks.append(track)
             release_free_memory()
@@ -174,7 +185,8 @@ def convert(
 
 
 def _convert_piece(
-    piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch
+    piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch,
+    diffusion_report: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, F0Track]:
     """Synthesise one voiced piece: the body of so-vits-svc's ``Svc.infer`` (plus its padding)."""
     target_sr, hop, device = parts.sampling_rate, parts.hop_length, parts.device
@@ -194,13 +206,22 @@ def _convert_piece(
     if parts.vol_embedding:
         with clock.stage("volume"):
             vol = extract_volume(torch.from_numpy(wav)[None], hop)[None].to(device)
-    with clock.stage("synthesis"):
-        sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
-        audio, f0_used = parts.model.infer(
-            c, f0_t, uv_t, sid,
-            noise_scale=options.noise_scale, seed=options.seed, predict_f0=options.auto_f0, vol=vol,
-        )
-        audio = audio[0, 0].float()
+    # One generator per piece: the synthesis draws first, the diffusion continues it (reference order).
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    audio, f0_used = None, f0_t
+    if parts.model is not None:
+        with clock.stage("synthesis"):
+            sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
+            audio, f0_used = parts.model.infer(
+                c, f0_t, uv_t, sid,
+                noise_scale=options.noise_scale, seed=options.seed, predict_f0=options.auto_f0, vol=vol,
+                generator=generator,
+            )
+            audio = audio[0, 0].float()
+    if parts.diffusion is not None:
+        with clock.stage("diffusion"):
+            audio = parts.diffusion.render(torch.from_numpy(wav), target_sr, hop, c, f0_used.float(), vol,
+                                           parts.speaker_id, audio, generator, diffusion_report)
     if options.enhance and parts.enhancer is not None:
         with clock.stage("enhance"):
             key = options.enhancer_adaptive_key
@@ -220,6 +241,11 @@ def _convert_piece(
         target=f0_used[0].float().cpu().numpy() * uv_np,
     )
     return audio_np, track
+
+
+def _diffusion_reporter(progress: Progress, fraction: float, text: str) -> Callable[[int, int], None]:
+    """Progress text for the diffusion's denoiser steps within one piece."""
+    return lambda done, total: progress(fraction, f"{text}, diffusion step {done}/{total}")
 
 
 def _clip_lengths(options: ConvertOptions, length: int, sr: int) -> tuple[float, float]:

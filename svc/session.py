@@ -17,6 +17,15 @@ from .audio import check_audio_array, read_audio, write_audio
 from .checkpoint import load_generator
 from .config import ModelConfig
 from .device import resolve_device
+from .diffusion import (
+    DiffusionFiles,
+    DiffusionModel,
+    DiffusionStage,
+    find_diffusion_files,
+    load_diffusion,
+    resolve_diffusion_files,
+)
+from .diffusion.loading import check_against_generator, check_encoder, check_vocoder
 from .encoders import EncoderCache
 from .encoders.registry import get_spec
 from .enhancer import Enhancer
@@ -44,6 +53,7 @@ class ModelInfo:
     speech_encoder: str
     speakers: tuple[str, ...]
     sampling_rate: int
+    diffusion: str | None = None  # the diffusion model found in <folder>/diffusion/, if any
 
 
 def list_model_dirs(checkpoints_dir: str | Path) -> list[Path]:
@@ -105,7 +115,13 @@ def describe_model_dir(path: str | Path) -> ModelInfo:
         speech_encoder=expected_speech_encoder(config),
         speakers=tuple(config.speakers),
         sampling_rate=config.sampling_rate,
+        diffusion=_diffusion_name(path),
     )
+
+
+def _diffusion_name(path: Path) -> str | None:
+    files = find_diffusion_files(path)
+    return f"{files.model.parent.name}/{files.model.name}" if files is not None else None
 
 
 def expected_speech_encoder(config: ModelConfig) -> str:
@@ -136,6 +152,8 @@ class VitsSvc:
         self._encoders = EncoderCache(self.pretrain_dir, self.device)
         self._f0_predictors = F0PredictorCache()
         self._enhancer: Enhancer | None = None
+        self._diffusion: DiffusionModel | None = None
+        self.diffusion_files: DiffusionFiles | None = None  # found beside the model or given; loaded on use
         self._lock = threading.RLock()
 
     def set_device(self, device: str | torch.device) -> torch.device:
@@ -146,6 +164,8 @@ class VitsSvc:
                 self._model.to(self.device)
             self._encoders.to(self.device)
             self._enhancer = None  # rebuilt on the new device when next needed
+            if self._diffusion is not None:
+                self._diffusion.to(self.device)
             try:
                 self._dtype = precision_dtype(self.precision, self.device)
             except OptionsError as exc:
@@ -180,9 +200,36 @@ class VitsSvc:
         self._config = loaded.config
         self.model_path = pth
         self.load_notes = list(loaded.notes)
+        self._diffusion, self.diffusion_files = None, find_diffusion_files(pth)
         logger.info("loaded %s (so-vits-svc %s, %d speakers) on %s", pth, self.version, len(self.speakers),
                     self.device)
         return self.load_notes
+
+    def load_diffusion(self, path: str | Path, config_path: str | Path | None = None) -> DiffusionModel:
+        """Load a diffusion model (``model_N.pt`` or its folder; config: the yaml beside it) for shallow or
+        only diffusion; checked against the loaded voice model, if any.  On error nothing changes."""
+        with self._lock:
+            files = resolve_diffusion_files(path, config_path)
+            model = load_diffusion(files)
+            check_encoder(model)
+            if self._model is not None:
+                self._check_diffusion(model)
+            self._diffusion, self.diffusion_files = model.to(self.device), files
+            logger.info("loaded diffusion model %s (k_step_max %d, sampler %s)", files.model,
+                        model.config.k_step_max, model.config.method)
+            return model
+
+    @property
+    def diffusion(self) -> DiffusionModel | None:
+        """The loaded diffusion model (files found beside the voice model are loaded on first use)."""
+        if self._diffusion is None and self.diffusion_files is not None:
+            self.load_diffusion(self.diffusion_files.model, self.diffusion_files.config)
+        return self._diffusion
+
+    def _check_diffusion(self, model: DiffusionModel) -> None:
+        config = self.config
+        check_against_generator(model, config.sampling_rate, config.hop_length, len(config.spk),
+                                self.speech_encoder, config.model.ssl_dim)
 
     @property
     def is_loaded(self) -> bool:
@@ -218,17 +265,26 @@ class VitsSvc:
 
     def speaker_id(self, speaker: str | int | None = None) -> int:
         """The ``emb_g`` row of ``speaker`` (a name from the config's spk map or one of its ids; None = first)."""
-        spk = self.config.spk
-        if speaker is None:
-            return spk[self.speakers[0]]
-        if isinstance(speaker, str) and speaker in spk:
-            return spk[speaker]
-        if isinstance(speaker, str) and speaker.strip().isdigit():
-            speaker = int(speaker)  # an id typed on the command line
-        if isinstance(speaker, int) and not isinstance(speaker, bool) and speaker in spk.values():
-            return speaker
-        listing = ", ".join(f"{name} ({sid})" for name, sid in sorted(spk.items(), key=lambda kv: kv[1]))
-        raise OptionsError(f"unknown speaker {speaker!r}; this model has: {listing}")
+        return _lookup_speaker(self.config.spk, speaker)
+
+    def output_speaker_name(self, options: ConvertOptions) -> str:
+        """The name of the speaker ``options`` selects (from the diffusion model's table with only diffusion)."""
+        spk = self._require_diffusion().config.spk if options.only_diffusion else self.config.spk
+        sid = self._speaker_id_for(options)
+        return next((name for name, value in spk.items() if value == sid), str(sid))
+
+    def _speaker_id_for(self, options: ConvertOptions) -> int:
+        if options.only_diffusion:
+            spk = self._require_diffusion().config.spk or {"0": 0}
+            return _lookup_speaker(spk, options.speaker)
+        return self.speaker_id(options.speaker)
+
+    def _require_diffusion(self) -> DiffusionModel:
+        model = self.diffusion
+        if model is None:
+            where = f" and none was found in '{self.model_path.parent}/diffusion/'" if self.model_path else ""
+            raise OptionsError(f"no diffusion model is loaded{where}; load one (CLI: --diffusion model_N.pt)")
+        return model
 
     def speaker_name(self, speaker: str | int | None = None) -> str:
         """The config's name of ``speaker`` (a name, an id, or None for the first speaker)."""
@@ -239,11 +295,20 @@ class VitsSvc:
 
     def check_weights(self, options: ConvertOptions) -> None:
         """Raise ``WeightFileError`` now if a weight file the conversion needs is missing."""
-        spec = get_spec(self.speech_encoder)
-        require_weight_file(self.pretrain_dir, spec.filename, f"the speech encoder {spec.name}", spec.source)
+        for name in self._encoder_names(options):
+            spec = get_spec(name)
+            require_weight_file(self.pretrain_dir, spec.filename, f"the speech encoder {spec.name}", spec.source)
         get_f0_spec(options.f0_method).check_weights(self.pretrain_dir)
-        if options.enhance:
+        if options.enhance or options.uses_diffusion:
             Enhancer.check_files(self.pretrain_dir)
+
+    def _encoder_names(self, options: ConvertOptions) -> list[str]:
+        if options.only_diffusion:
+            return [self._require_diffusion().config.encoder]
+        names = [self.speech_encoder]
+        if options.shallow_diffusion and self._require_diffusion().config.encoder != self.speech_encoder:
+            names.append(self._require_diffusion().config.encoder)
+        return names
 
     def convert(
         self, wav: np.ndarray, sr: int, options: ConvertOptions | None = None, progress: Progress | None = None
@@ -252,7 +317,8 @@ class VitsSvc:
         options = options or ConvertOptions()
         wav = check_audio_array(wav, sr)
         with self._lock:
-            self._require()
+            if not options.only_diffusion:
+                self._require()
             self.check_weights(options)
             parts = self._synthesis_parts(options)
             try:
@@ -277,13 +343,15 @@ class VitsSvc:
         return result
 
     def _synthesis_parts(self, options: ConvertOptions) -> SynthesisParts:
+        if options.only_diffusion:
+            return self._only_diffusion_parts(options)
         config = self.config
         predictor = self._f0_predictors.get(
             options.f0_method, hop_length=config.hop_length, sampling_rate=config.sampling_rate,
             device=self.device, threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir,
         )
         enhancer = None
-        if options.enhance:
+        if options.enhance and not options.uses_diffusion:  # as so-vits-svc: diffusion switches the enhancer off
             if self._enhancer is None:
                 self._enhancer = Enhancer.from_pretrain(self.pretrain_dir, self.device)
             enhancer = self._enhancer
@@ -298,7 +366,44 @@ class VitsSvc:
             speaker_id=self.speaker_id(options.speaker),
             device=self.device,
             enhancer=enhancer,
+            diffusion=self._diffusion_stage(options) if options.shallow_diffusion else None,
         )
+
+    def _only_diffusion_parts(self, options: ConvertOptions) -> SynthesisParts:
+        """Parts for only diffusion: the diffusion model's rate, hop, encoder and speakers; no voice model."""
+        cfg = self._require_diffusion().config
+        predictor = self._f0_predictors.get(
+            options.f0_method, hop_length=cfg.block_size, sampling_rate=cfg.sampling_rate,
+            device=self.device, threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir,
+        )
+        return SynthesisParts(
+            model=None, sampling_rate=cfg.sampling_rate, hop_length=cfg.block_size,
+            unit_interpolate_mode=cfg.unit_interpolate_mode, vol_embedding=False,
+            encoder=self._encoders.get(cfg.encoder, half=self._half_encoder()), f0_predictor=predictor,
+            speaker_id=self._speaker_id_for(options), device=self.device, diffusion=self._diffusion_stage(options),
+        )
+
+    def _diffusion_stage(self, options: ConvertOptions) -> DiffusionStage:
+        """The diffusion model bound to the vocoder, the sampler and this conversion's settings."""
+        model = self._require_diffusion()
+        if self._enhancer is None:
+            self._enhancer = Enhancer.from_pretrain(self.pretrain_dir, self.device)
+        vocoder = self._enhancer.cfg
+        check_vocoder(model, vocoder.sampling_rate, vocoder.hop_size, vocoder.num_mels)
+        encoder, mode, same = None, model.config.unit_interpolate_mode, True
+        if not options.only_diffusion:
+            self._check_diffusion(model)
+            same = model.config.encoder == self.speech_encoder
+            encoder = self._encoders.get(self.speech_encoder if same else model.config.encoder,
+                                         half=self._half_encoder())
+            mode = self.config.data.unit_interpolate_mode if same else mode
+        stage = DiffusionStage.create(
+            model, self._enhancer, method=options.diffusion_method, speedup=options.diffusion_speedup,
+            k_step=options.k_step, only=options.only_diffusion, second_encoding=options.second_encoding,
+            encoder=encoder, unit_interpolate_mode=mode, reuse_units=same,
+        )
+        stage.check_speaker(self._speaker_id_for(options))
+        return stage
 
     def _half_encoder(self) -> bool:
         """Reduced precision on a GPU runs the speech encoder in half precision too."""
@@ -308,3 +413,17 @@ class VitsSvc:
         if self._model is None or self._config is None:
             raise OptionsError("no model is loaded; load a model first")
         return self._model, self._config
+
+
+def _lookup_speaker(spk: dict[str, int], speaker: str | int | None) -> int:
+    """The id of ``speaker`` (a name from ``spk`` or one of its ids; None = the lowest id)."""
+    if speaker is None:
+        return min(spk.values())
+    if isinstance(speaker, str) and speaker in spk:
+        return spk[speaker]
+    if isinstance(speaker, str) and speaker.strip().isdigit():
+        speaker = int(speaker)  # an id typed on the command line
+    if isinstance(speaker, int) and not isinstance(speaker, bool) and speaker in spk.values():
+        return speaker
+    listing = ", ".join(f"{name} ({sid})" for name, sid in sorted(spk.items(), key=lambda kv: kv[1]))
+    raise OptionsError(f"unknown speaker {speaker!r}; this model has: {listing}")

@@ -20,13 +20,14 @@ TINY_CONFIG = {
 }
 
 
-def write_tiny_nsf_hifigan(pretrain_dir: Path, seed: int = 0) -> Path:
+def write_tiny_nsf_hifigan(pretrain_dir: Path, seed: int = 0, config: dict | None = None) -> Path:
     """Write ``pretrain_dir/nsf_hifigan/{model,config.json}`` like the official release; return the model path."""
+    config = TINY_CONFIG if config is None else config
     folder = Path(pretrain_dir) / "nsf_hifigan"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(TINY_CONFIG, indent=1))
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
     torch.manual_seed(seed)
-    net = NsfGenerator(HifiganConfig.from_dict(TINY_CONFIG))
+    net = NsfGenerator(HifiganConfig.from_dict(config))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # weight_norm is deprecated but is what wrote the real files
         for module in net.modules():
