@@ -190,7 +190,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         except SvcError as e:
             print(f"{path.name}: unusable: {e}")
             continue
-        print(f"{info.name}: so-vits-svc {info.version}, encoder {info.speech_encoder}, "
+        print(f"{info.name}: {info.label}, encoder {info.speech_encoder}, "
               f"{info.sampling_rate} Hz, speakers: {', '.join(info.speakers)}")
     return 0
 

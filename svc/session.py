@@ -23,15 +23,19 @@ from .enhancer import Enhancer
 from .errors import AudioError, CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
 from .f0 import get_spec as get_f0_spec
-from .models import SynthesizerTrn
+from .f0.sovits3 import sovits3_predictor
+from .models import Sovits3Synthesizer, SynthesizerTrn
+from .models.sovits3 import sample_multiple as sovits3_sample_multiple
 from .options import ConvertOptions
 from .pipeline import ConversionResult, Progress, SynthesisParts, convert
 from .precision import precision_dtype
+from .sovits3_api import SpeakerMap, float_to_int16, gradio_audio_to_float
 from .weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
+DEFAULT_CHECKPOINTS_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,18 @@ class ModelInfo:
     speech_encoder: str
     speakers: tuple[str, ...]
     sampling_rate: int
+
+    @property
+    def label(self) -> str:
+        """"so-vits-svc 4.1", or "so-vits-svc 3.0 (32 kHz)" (a 3.0 model's rate is part of what it is)."""
+        return model_label(self.version, self.sampling_rate)
+
+
+def model_label(version: str, sampling_rate: int) -> str:
+    """The name a model version is shown by; 3.0 models come in 32 and 48 kHz variants."""
+    if version == "3.0":
+        return f"so-vits-svc 3.0 ({sampling_rate // 1000} kHz)"
+    return f"so-vits-svc {version}"
 
 
 def list_model_dirs(checkpoints_dir: str | Path) -> list[Path]:
@@ -124,8 +140,9 @@ class VitsSvc:
     """
 
     def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR):
         self.device = resolve_device(device)
+        self.checkpoints_dir = Path(checkpoints_dir)  # where loadCheckpoint(name) looks
         self._dtype = precision_dtype(precision, self.device)
         self.precision = str(precision).strip().lower()
         self.pretrain_dir = Path(pretrain_dir)
@@ -189,7 +206,7 @@ class VitsSvc:
         return self._model is not None
 
     @property
-    def model(self) -> SynthesizerTrn:
+    def model(self) -> SynthesizerTrn | Sovits3Synthesizer:
         return self._require()[0]
 
     @property
@@ -197,8 +214,18 @@ class VitsSvc:
         return self._require()[1]
 
     @property
-    def speakers(self) -> list[str]:
-        return self.config.speakers
+    def hps(self) -> ModelConfig:
+        """The loaded config (3.0's name for it): ``.spk``, ``.data.sampling_rate``, ``.model``..."""
+        return self.config
+
+    @property
+    def speakers(self) -> SpeakerMap:
+        """Speaker names in id order; also the config's ``spk`` map (``speakers["name"]`` is the id)."""
+        return SpeakerMap(self.config.spk)
+
+    @property
+    def label(self) -> str:
+        return model_label(self.version, self.sampling_rate)
 
     @property
     def sampling_rate(self) -> int:
@@ -277,6 +304,8 @@ class VitsSvc:
             options.f0_method, hop_length=config.hop_length, sampling_rate=config.sampling_rate,
             device=self.device, threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir,
         )
+        if config.version == "3.0":
+            predictor = sovits3_predictor(predictor)
         enhancer = None
         if options.enhance:
             if self._enhancer is None:
@@ -293,13 +322,34 @@ class VitsSvc:
             speaker_id=self.speaker_id(options.speaker),
             device=self.device,
             enhancer=enhancer,
+            sample_multiple=sovits3_sample_multiple(config.sampling_rate) if config.version == "3.0" else 1,
         )
+
+    # --- the so-vits-svc 3.0 session API (inference/infer_tool_grad.py, sovits_gradio.py) ----------
+
+    def loadCheckpoint(self, name: str) -> list[str]:  # noqa: N802 (the original name)
+        """Load the model folder ``<checkpoints_dir>/<name>/`` (3.0: ``model.pth`` + ``config.json``)."""
+        return self.load(self.checkpoints_dir / name)
+
+    def inference(self, srcaudio: tuple[int, np.ndarray], chara: str | int, tran: float,
+                  slice_db: float) -> tuple[int, np.ndarray]:
+        """Convert Gradio numpy audio ``(sr, [N] or [N, channels])`` to speaker ``chara``, ``tran``
+        semitones up, slicing at ``slice_db`` dB; returns ``(model rate, int16 samples)``.
+
+        3.0 models use 3.0's noise scale 1; 4.x models the ``ConvertOptions`` default.
+        """
+        wav, sr = gradio_audio_to_float(srcaudio)
+        options = ConvertOptions(speaker=chara, transpose=float(tran), slice_db=float(slice_db))
+        if self.version == "3.0":
+            options = options.with_(noise_scale=1.0)
+        result = self.convert(wav, sr, options)
+        return result.sampling_rate, float_to_int16(result.audio)
 
     def _half_encoder(self) -> bool:
         """Reduced precision on a GPU runs the speech encoder in half precision too."""
         return self.precision != "fp32" and self.device.type == "cuda"
 
-    def _require(self) -> tuple[SynthesizerTrn, ModelConfig]:
+    def _require(self) -> tuple[SynthesizerTrn | Sovits3Synthesizer, ModelConfig]:
         if self._model is None or self._config is None:
             raise OptionsError("no model is loaded; load a model first")
         return self._model, self._config
