@@ -16,7 +16,6 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import inspect  # noqa: E402
 import logging  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -34,7 +33,8 @@ from svc.device import resolve_device  # noqa: E402
 from svc.errors import AudioError, OptionsError, SvcError  # noqa: E402
 from svc.f0 import F0_PREDICTORS, F0PredictorCache  # noqa: E402
 from svc.model_store import UPLOAD_PREFIX, ModelManager, save_uploaded_model  # noqa: E402
-from svc.options import ConvertOptions  # noqa: E402
+from svc.naming import output_filename  # noqa: E402
+from svc.options import ConvertOptions, check_option  # noqa: E402
 from svc.plots import F0Curve, plot_f0  # noqa: E402
 from svc.session import VitsSvc, describe_model_dir, list_model_dirs, model_label  # noqa: E402
 from svc.weights import DEFAULT_PRETRAIN_DIR  # noqa: E402
@@ -54,19 +54,7 @@ OOM_MESSAGE = (
     "or choose the CPU as device."
 )
 
-# How each setting is shown; labels, help texts and defaults come from ConvertOptions itself.
-SLIDERS: dict[str, tuple[float, float, float]] = {
-    "transpose": (-24, 24, 1),
-    "slice_db": (-100, 0, 1),
-    "noise_scale": (0, 2, 0.01),
-    "pad_seconds": (0, 2, 0.05),
-    "clip_seconds": (0, 120, 1),
-    "crossfade_seconds": (0, 5, 0.05),
-    "crossfade_keep": (0.05, 1, 0.05),
-    "loudness_mix": (0, 1, 0.01),
-    "enhancer_adaptive_key": (-12, 12, 1),
-    "cr_threshold": (0, 1, 0.01),
-}
+# How each setting is shown; ranges, steps, help texts and defaults come from ConvertOptions itself.
 LABELS = {"f0_method": "F0 predictor", "auto_f0": "Auto F0", "slice_db": "Slice threshold (dB)",
           "cr_threshold": "Voicing threshold (crepe/rmvpe/fcpe)", "enhance": "NSF-HiFiGAN enhancer"}
 MAIN_SETTINGS = ("transpose", "f0_method", "auto_f0", "slice_db", "noise_scale")
@@ -270,22 +258,13 @@ class WebApp:
                                f"{', '.join(f0_predictor_names())}")
         return ConvertOptions(speaker=speaker, **settings)
 
-    def check_speaker(self, session, speaker: str | None) -> str:
-        speakers = list(session.speakers)
-        if not speaker:
-            return speakers[0]
-        if speaker not in speakers:
-            raise SvcError(f"speaker {speaker!r} is not in this model; choose one of: {', '.join(speakers)}")
-        return speaker
-
     def output_path(self, audio_path: str, speaker: str, transpose: float, fmt: str) -> Path:
         if fmt not in OUTPUT_FORMATS:
             raise OptionsError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
         self._prune_outputs()
         folder = self.output_dir / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
-        name = f"{Path(audio_path).stem[:60]}_{speaker[:40]}_{transpose:+g}key"
-        return folder / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', name)}.{fmt}"
+        return folder / output_filename(Path(audio_path).stem, speaker, transpose, fmt)
 
     def _prune_outputs(self) -> None:
         limit = time.time() - DELETE_CACHE[1]
@@ -316,7 +295,7 @@ class WebApp:
         if not audio_path:
             raise AudioError("add an input recording first (drop a file, pick one, or record)")
         session = self.session_for(choice)
-        speaker = self.check_speaker(session, speaker)
+        speaker = session.speaker_name(speaker)
         options = self.options(speaker, tuple(settings))
         session.check_weights(options)
 
@@ -337,7 +316,7 @@ class WebApp:
         if not audio_path:
             raise AudioError("add an input recording first (drop a file, pick one, or record)")
         session = self.session_for(choice)
-        speakers = [self.check_speaker(session, s) for s in (speakers or [])]
+        speakers = [session.speaker_name(s) for s in (speakers or [])]
         if not speakers:
             raise SvcError("tick at least one speaker to compare")
         transposes = parse_transposes(transposes_text)
@@ -409,8 +388,7 @@ def parse_transposes(text: str | float | None) -> list[float]:
     except ValueError:
         raise OptionsError(f"transposes must be numbers separated by commas, like '0, 12', got {text!r}") from None
     for value in values:
-        if not -24 <= value <= 24:
-            raise OptionsError(f"transpose {value:g} is outside -24…24 semitones")
+        check_option("transpose", value)
     return list(dict.fromkeys(values))
 
 
@@ -426,9 +404,10 @@ def setting_component(name: str) -> gr.components.Component:
         return gr.Dropdown(f0_predictor_choices(), value=default, label=label, info=info, elem_id=elem_id)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, info=info, elem_id=elem_id)
-    if name in SLIDERS:
-        low, high, step = SLIDERS[name]
-        return gr.Slider(low, high, value=default, step=step, label=label, info=info, elem_id=elem_id)
+    if "range" in field.metadata:
+        low, high = field.metadata["range"]
+        return gr.Slider(low, high, value=default, step=field.metadata.get("step"), label=label, info=info,
+                         elem_id=elem_id)
     return gr.Number(value=default, label=label, info=info, precision=0 if isinstance(default, int) else None,
                      elem_id=elem_id)
 

@@ -74,6 +74,22 @@ def _check_info(path: Path, info: sf._SoundFileInfo, max_seconds: float | None) 
         )
 
 
+def check_audio_array(wav: np.ndarray, sr: int) -> np.ndarray:
+    """In-memory audio (mono ``[N]`` or ``[channels, N]``) as mono float32, validated as files are."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 2:
+        wav = to_mono(wav)
+    if wav.ndim != 1:
+        raise AudioError(f"audio must be mono [N] or [channels, N], got shape {tuple(wav.shape)}")
+    if not isinstance(sr, (int, np.integer)) or not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(f"sample rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got {sr}")
+    if len(wav) < MIN_SECONDS * sr:
+        raise AudioError(f"audio is too short ({len(wav) / sr:.3f} s); it must be at least {MIN_SECONDS} s long")
+    if not np.isfinite(wav).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return wav
+
+
 def _check_samples(path: Path, wav: np.ndarray, sr: int) -> None:
     n = wav.shape[-1]
     if n == 0:

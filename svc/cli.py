@@ -13,6 +13,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from .errors import SvcError
+from .naming import output_filename
 from .options import ConvertOptions
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -135,11 +136,11 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     session.load(args.model, args.config)
     for note in session.load_notes:
         print(f"note: {note}", file=sys.stderr)
-    speaker_name = session.speakers[session.speaker_id(options.speaker)]
+    speaker_name = session.speaker_name(options.speaker)
     args.output.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in inputs:
-        out_path = args.output / f"{path.stem}_{speaker_name}_{options.transpose:g}key.{args.format}"
+        out_path = args.output / output_filename(path.stem, speaker_name, options.transpose, args.format)
         if out_path.resolve() == path.resolve():
             raise SvcError(f"output '{out_path}' would overwrite the input; choose another --output folder")
         try:

@@ -72,17 +72,18 @@ def output_spans(pieces: Sequence[Piece], sr: int, out_sr: int) -> list[Piece]:
     return spans
 
 
-def fit_length(x: np.ndarray, length: int) -> np.ndarray:
+def fit_length(x: np.ndarray, length: int, *, odd_pad_left: bool = False) -> np.ndarray:
     """Zero-pad or trim the last axis to exactly ``length`` samples, centred.
 
-    Padding puts ``diff // 2`` zeros in front and the rest behind, as the reference's ``pad_array``;
+    Padding puts ``diff // 2`` zeros in front and the rest behind, as the reference's ``pad_array``
+    (``odd_pad_left``: the odd one in front instead, as the reference's Praat F0 padding);
     trimming removes ``excess // 2`` samples from the front and the rest from the end.
     """
     n = x.shape[-1]
     if n == length:
         return x
     if n < length:
-        left = (length - n) // 2
+        left = (length - n + odd_pad_left) // 2
         widths = [(0, 0)] * (x.ndim - 1) + [(left, length - n - left)]
         return np.pad(x, widths)
     left = (n - length) // 2

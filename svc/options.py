@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import OptionsError
@@ -11,9 +11,18 @@ from .errors import OptionsError
 DEFAULT_SEED = 52468  # the seed so-vits-svc 4.1 uses for every call
 
 
-def _opt(default: Any, help: str) -> Any:
-    """A field with a one-line description that the CLI and the web UI show."""
-    return field(default=default, metadata={"help": help})
+def _opt(default: Any, help: str, low: float | None = None, high: float | None = None,
+         step: float | None = None) -> Any:
+    """A field with its one-line description and, for numbers, its valid range and the UI's step.
+
+    The CLI, the web UI and ``validate`` all read these, so each fact is written once.
+    """
+    metadata: dict[str, Any] = {"help": help}
+    if low is not None and high is not None:
+        metadata["range"] = (low, high)
+    if step is not None:
+        metadata["step"] = step
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -24,19 +33,20 @@ class ConvertOptions:
     """
 
     speaker: str | int | None = _opt(None, "speaker name from the model's config (or its id); default: the first")
-    transpose: float = _opt(0.0, "pitch shift in semitones")
+    transpose: float = _opt(0.0, "pitch shift in semitones", -48, 48, 1)
     f0_method: str = _opt("pm", "F0 predictor")
     auto_f0: bool = _opt(False, "let the model predict F0 (for speech; the transpose is then ignored)")
-    cr_threshold: float = _opt(0.05, "voicing threshold of the crepe, rmvpe and fcpe predictors")
-    noise_scale: float = _opt(0.4, "noise scale of the prior (variation in the voice)")
-    slice_db: float = _opt(-40.0, "silence threshold in dB for slicing the input")
-    pad_seconds: float = _opt(0.5, "silence padded around every chunk (removes edge artefacts)")
-    clip_seconds: float = _opt(0.0, "force chunks of this many seconds (0 = only slice on silence)")
-    crossfade_seconds: float = _opt(0.0, "crossfade between forced chunks, in seconds")
-    crossfade_keep: float = _opt(0.75, "share of the crossfade region that is blended, in (0, 1]")
-    loudness_mix: float = _opt(1.0, "1 keeps the output's loudness; 0 follows the input's loudness envelope")
+    cr_threshold: float = _opt(0.05, "voicing threshold of the crepe, rmvpe and fcpe predictors", 0.0, 1.0, 0.01)
+    noise_scale: float = _opt(0.4, "noise scale of the prior (variation in the voice)", 0.0, 2.0, 0.01)
+    slice_db: float = _opt(-40.0, "silence threshold in dB for slicing the input", -100.0, 0.0, 1)
+    pad_seconds: float = _opt(0.5, "silence padded around every chunk (removes edge artefacts)", 0.0, 2.0, 0.05)
+    clip_seconds: float = _opt(0.0, "force chunks of this many seconds (0 = only slice on silence)", 0.0, 600.0, 1)
+    crossfade_seconds: float = _opt(0.0, "crossfade between forced chunks, in seconds", 0.0, 10.0, 0.05)
+    crossfade_keep: float = _opt(0.75, "share of the crossfade region that is blended, in (0, 1]", 0.05, 1.0, 0.05)
+    loudness_mix: float = _opt(1.0, "1 keeps the output's loudness; 0 follows the input's loudness envelope",
+                               0.0, 1.0, 0.01)
     enhance: bool = _opt(False, "run the NSF-HiFiGAN enhancer on the output")
-    enhancer_adaptive_key: float = _opt(0.0, "semitones the enhancer's range is shifted by")
+    enhancer_adaptive_key: float = _opt(0.0, "semitones the enhancer's range is shifted by", -24, 24, 1)
     seed: int = _opt(DEFAULT_SEED, "random seed (the same seed gives the same audio)")
 
     def __post_init__(self) -> None:
@@ -44,17 +54,9 @@ class ConvertOptions:
 
     def validate(self) -> None:
         """Raise ``OptionsError`` naming the first setting that is out of range."""
-        _check_range("transpose", self.transpose, -48, 48)
-        _check_range("cr_threshold", self.cr_threshold, 0.0, 1.0)
-        _check_range("noise_scale", self.noise_scale, 0.0, 10.0)
-        _check_range("slice_db", self.slice_db, -100.0, 0.0)
-        _check_range("pad_seconds", self.pad_seconds, 0.0, 10.0)
-        _check_range("clip_seconds", self.clip_seconds, 0.0, 3600.0)
-        _check_range("crossfade_seconds", self.crossfade_seconds, 0.0, 60.0)
-        _check_range("loudness_mix", self.loudness_mix, 0.0, 1.0)
-        _check_range("enhancer_adaptive_key", self.enhancer_adaptive_key, -24, 24)
-        if not (0.0 < self.crossfade_keep <= 1.0) or not math.isfinite(self.crossfade_keep):
-            raise OptionsError(f"crossfade_keep must be in (0, 1], got {self.crossfade_keep}")
+        for f in fields(self):
+            if "range" in f.metadata:
+                _check_range(f.name, getattr(self, f.name), *f.metadata["range"])
         if self.clip_seconds > 0 and self.crossfade_seconds >= self.clip_seconds:
             raise OptionsError(
                 f"crossfade_seconds ({self.crossfade_seconds}) must be shorter than clip_seconds ({self.clip_seconds})"
@@ -73,6 +75,25 @@ class ConvertOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def option_field(name: str) -> Field:
+    """The dataclass field of setting ``name`` (its default and metadata)."""
+    for f in fields(ConvertOptions):
+        if f.name == name:
+            return f
+    raise OptionsError(f"unknown setting {name!r}")
+
+
+def option_range(name: str) -> tuple[float, float]:
+    """``(low, high)`` of a numeric setting."""
+    return option_field(name).metadata["range"]
+
+
+def check_option(name: str, value: float) -> float:
+    """``value`` if it is in setting ``name``'s range, else an ``OptionsError`` that says the range."""
+    _check_range(name, value, *option_range(name))
+    return value
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

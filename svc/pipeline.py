@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -69,20 +70,52 @@ class ConversionResult:
         return len(self.audio) / self.sampling_rate
 
 
+# What the pipeline calls on the parts a session gives it.  The session (svc/session.py) builds them
+# from svc/encoders, svc/f0, svc/models and svc/enhancer.py; the pipeline imports none of those, so
+# it can be tested with stand-ins and the parts can change without touching it.
+
+
+class ContentEncoderLike(Protocol):
+    def encode(self, wav: torch.Tensor | np.ndarray, sr: int) -> torch.Tensor:
+        """``(1, dim, frames)`` content features of mono ``wav`` at ``sr`` (svc.encoders.ContentEncoder)."""
+        ...
+
+
+class F0PredictorLike(Protocol):
+    def compute_f0_uv(self, wav: np.ndarray, p_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(f0, uv)`` per hop of ``wav`` at the model's rate (svc.f0.F0Predictor)."""
+        ...
+
+
+class SynthesizerLike(Protocol):
+    def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor, noise_scale: float = ...,
+              seed: int = ..., predict_f0: bool = ..., vol: torch.Tensor | None = ...,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(audio (1, 1, T*hop), f0 (1, T))`` (svc.models.SynthesizerTrn)."""
+        ...
+
+
+class EnhancerLike(Protocol):
+    def enhance(self, audio: torch.Tensor, sr: int, f0: torch.Tensor | np.ndarray, hop: int,
+                adaptive_key: float = ...) -> torch.Tensor:
+        """Re-vocoded ``audio`` at ``sr`` (svc.enhancer.Enhancer)."""
+        ...
+
+
 @dataclass
 class SynthesisParts:
     """What the pipeline needs from a loaded session (kept apart so the pipeline stays testable)."""
 
-    model: torch.nn.Module
+    model: SynthesizerLike
     sampling_rate: int
     hop_length: int
     unit_interpolate_mode: str
     vol_embedding: bool
-    encoder: object  # svc.encoders.ContentEncoder
-    f0_predictor: object  # svc.f0 predictor with compute_f0_uv(wav) -> (f0, uv)
+    encoder: ContentEncoderLike
+    f0_predictor: F0PredictorLike
     speaker_id: int
     device: torch.device
-    enhancer: object | None = None  # svc.enhancer.Enhancer when options.enhance
+    enhancer: EnhancerLike | None = None  # when options.enhance
     # The model input is zero-padded at its end to a multiple of this many samples (cut off again
     # after synthesis): 3.0 models need whole content frames so units repeat exactly onto frames.
     sample_multiple: int = 1

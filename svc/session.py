@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import read_audio, to_mono, write_audio
+from .audio import check_audio_array, read_audio, write_audio
 from .checkpoint import load_generator
 from .config import ModelConfig
 from .device import resolve_device
 from .encoders import EncoderCache
 from .encoders.registry import get_spec
 from .enhancer import Enhancer
-from .errors import AudioError, CheckpointError, ConfigError, OptionsError, SvcError
+from .errors import CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
 from .f0 import get_spec as get_f0_spec
 from .f0.sovits3 import sovits3_predictor
@@ -257,6 +257,11 @@ class VitsSvc:
         listing = ", ".join(f"{name} ({sid})" for name, sid in sorted(spk.items(), key=lambda kv: kv[1]))
         raise OptionsError(f"unknown speaker {speaker!r}; this model has: {listing}")
 
+    def speaker_name(self, speaker: str | int | None = None) -> str:
+        """The config's name of ``speaker`` (a name, an id, or None for the first speaker)."""
+        sid = self.speaker_id(speaker)
+        return next(name for name, value in self.config.spk.items() if value == sid)
+
     # --- conversion -------------------------------------------------------------------------
 
     def check_weights(self, options: ConvertOptions) -> None:
@@ -272,7 +277,7 @@ class VitsSvc:
     ) -> ConversionResult:
         """Convert audio (mono ``[N]`` or ``[channels, N]`` float at ``sr`` Hz) to the loaded voice."""
         options = options or ConvertOptions()
-        wav = _as_mono_float(wav, sr)
+        wav = check_audio_array(wav, sr)
         with self._lock:
             self._require()
             self.check_weights(options)
@@ -353,22 +358,3 @@ class VitsSvc:
         if self._model is None or self._config is None:
             raise OptionsError("no model is loaded; load a model first")
         return self._model, self._config
-
-
-MIN_SECONDS = 0.1
-
-
-def _as_mono_float(wav: np.ndarray, sr: int) -> np.ndarray:
-    """Validate in-memory input the way ``read_audio`` validates files."""
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim == 2:
-        wav = to_mono(wav)
-    if wav.ndim != 1:
-        raise AudioError(f"audio must be mono [N] or [channels, N], got shape {tuple(wav.shape)}")
-    if not isinstance(sr, (int, np.integer)) or not 1000 <= sr <= 768000:
-        raise AudioError(f"sample rate must be between 1000 and 768000 Hz, got {sr}")
-    if len(wav) < MIN_SECONDS * sr:
-        raise AudioError(f"audio is too short ({len(wav) / sr:.3f} s); it must be at least {MIN_SECONDS} s long")
-    if not np.isfinite(wav).all():
-        raise AudioError("audio contains NaN or infinite samples")
-    return wav

@@ -13,6 +13,12 @@ import torch
 
 from .errors import WeightFileError
 
+
+def weight_norm_weight(g: torch.Tensor, v: torch.Tensor, dim: int) -> torch.Tensor:
+    """The weight ``g * v / ||v||`` (norm over every axis but ``dim``) that torch's weight_norm
+    computes on every forward, from the same kernel: checkpoints store ``g``/``v``, we fold them once."""
+    return torch._weight_norm(v, g, dim)
+
 DEFAULT_PRETRAIN_DIR = Path(__file__).resolve().parent.parent / "pretrain"
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 

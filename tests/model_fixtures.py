@@ -174,8 +174,9 @@ def calibrate_output(state: dict[str, torch.Tensor], cfg: dict) -> None:
     captured: list[torch.Tensor] = []
     model.dec.conv_post.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
     x = make_inputs(cfg)
+    speaker = torch.LongTensor([[min(1, cfg["model"]["n_speakers"] - 1)]])  # the parity inputs' speaker 1, if any
     with torch.inference_mode():
-        model.infer(x["c"], x["f0"], x["uv"], x["g"], noise_scale=0.4, seed=52468,
+        model.infer(x["c"], x["f0"], x["uv"], speaker, noise_scale=0.4, seed=52468,
                     vol=x["vol"] if cfg["model"].get("vol_embedding") else None)
     out = captured[0].double()
     bias = state["dec.conv_post.bias"].double()

@@ -1,5 +1,6 @@
 """The command line: conversions, listings, F0 printing, and one-line errors with exit codes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import sung_note
+from conftest import FAST_41, sung_note
+from model_fixtures import make_checkpoint
 
 from svc.cli import main
 
@@ -37,10 +39,24 @@ def test_infer_converts_files_and_folders(capsys, song, checkpoints_dir, pretrai
     )
     assert code == 0, err
     written = sorted(out_dir.iterdir())
-    assert [p.name for p in written] == ["a_bob_3key.flac", "b_bob_3key.flac"]
+    assert [p.name for p in written] == ["a_bob_+3key.flac", "b_bob_+3key.flac"]
     audio, sr = sf.read(written[1])
     assert sr == 44100 and len(audio) == int(np.ceil(0.6 * 32000 * 44100 / 32000))
     assert out.split() == [str(p) for p in written]
+
+
+def test_speaker_ids_with_gaps(capsys, song, pretrain_dir, tmp_path):
+    # so-vits-svc accepts any ids in the spk map; "b" is id 5 here, which is not its list index
+    make_checkpoint(tmp_path / "gaps", "4.1", speakers=("a", "b"), n_speakers=6, **FAST_41)
+    cfg_path = tmp_path / "gaps" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["spk"] = {"a": 0, "b": 5}
+    cfg_path.write_text(json.dumps(cfg))
+    for speaker in ("b", "5"):
+        code, out, err = run_cli(capsys, "infer", "-m", tmp_path / "gaps", "-s", speaker, "--pretrain", pretrain_dir,
+                                 "--no-progress", song / "a.wav", "-o", tmp_path / "o")
+        assert code == 0, err
+        assert Path(out.strip()).name == "a_b_+0key.wav"
 
 
 def test_infer_progress_bar_goes_to_stderr(capsys, song, checkpoints_dir, pretrain_dir, tmp_path):
@@ -94,7 +110,7 @@ def test_a_bad_file_in_a_batch_does_not_stop_the_others(capsys, song, checkpoint
                              "--no-progress", bad, song / "a.wav", "-o", tmp_path / "o")
     assert code == 1
     assert "bad.wav" in err and "1 of 2 file(s) failed" in err
-    assert (tmp_path / "o" / "a_alice_0key.wav").is_file()
+    assert (tmp_path / "o" / "a_alice_+0key.wav").is_file()
 
 
 def test_missing_encoder_weights_named_in_error(capsys, song, checkpoints_dir, tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from enhancer_fixtures import TINY_CONFIG, enhancer_inputs, write_tiny_nsf_hifigan  # noqa: E402
+from reference_compare import assert_close_to_reference  # noqa: E402
 
 from svc.enhancer import Enhancer, MelSpectrogram, adaptive_sample_rate  # noqa: E402
 from svc.enhancer_net import HifiganConfig  # noqa: E402
@@ -33,7 +34,8 @@ def test_matches_reference_enhancer(enhancer: Enhancer, key: int) -> None:
     expected = REFERENCE[f"key{key}"]
     assert out.shape == (len(audio),)  # the reference's output is up to a hop shorter
     n = len(expected)
-    assert np.abs(out.numpy()[:n] - expected).max() < 1e-5  # measured 0 (bit-exact) on CPU
+    # bit-exact on the machine that stored it; bound = kernel noise across CPUs (README) x 10
+    assert_close_to_reference(out.numpy()[:n], expected, min_snr_db=70, max_rel=1e-4, what=f"enhancer key {key}")
     assert torch.all(out[n:] == 0)
     np.testing.assert_array_equal(f0, f0_before)  # the caller's F0 is left alone
 

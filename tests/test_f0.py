@@ -29,15 +29,28 @@ from f0_fixtures import (  # noqa: E402
     vibrato,
     white_noise,
 )
+from reference_compare import assert_close_to_reference, assert_f0_close_to_reference  # noqa: E402
 
 from svc.errors import OptionsError, WeightFileError  # noqa: E402
-from svc.f0 import F0_PREDICTORS, F0PredictorCache, get_f0_predictor, interpolate_unvoiced, transpose_f0  # noqa: E402
+from svc.f0 import F0_PREDICTORS, F0PredictorCache, get_f0_predictor, interpolate_unvoiced  # noqa: E402
 from svc.f0.base import fit_length, resize_linear_voiced  # noqa: E402
 from svc.f0.rmvpe import load_rmvpe  # noqa: E402
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "f0_reference.npz")
 RMVPE_WAV = tone(gated(vibrato(300, 1, 5), 0.2, 0.9), 1.0)  # the reference script's input
 EDGE = 4  # frames at each end where analysis windows overhang the signal
+# Agreement with the reference predictors, in cents: float32 kernel noise across CPUs moves a frame by
+# at most ~0.01 cent (Intel AMX: 0.0012 Hz at 300 Hz); 0.5 cent keeps a 50x margin and is still far
+# below any real error (a one-frame shift of a 5 Hz vibrato is > 10 cents).  Voicing must agree.
+F0_MAX_CENTS = 0.5
+
+
+def assert_matches_reference_f0(f0: np.ndarray, uv: np.ndarray, key: str) -> None:
+    """Our (f0, uv) against the reference's ``<key>_f0`` / ``<key>_uv``: voicing and voiced F0 in cents,
+    and the interpolated F0 of unvoiced frames too."""
+    ref_f0, ref_uv = REFERENCE[f"{key}_f0"], REFERENCE[f"{key}_uv"]
+    assert_f0_close_to_reference(f0 * (uv > 0), ref_f0 * (ref_uv > 0), max_cents=F0_MAX_CENTS, what=f"{key} voiced")
+    assert_f0_close_to_reference(f0, ref_f0, max_cents=F0_MAX_CENTS, what=f"{key} interpolated")
 
 # Tolerances in cents on voiced frames (median, 95th percentile): about twice the worst of the
 # three signals as measured (median / p95 -- pm 7.7 / 10.8, dio 4.6 / 13.9, harvest 4.6 / 13.7,
@@ -92,13 +105,8 @@ def test_interpolate_unvoiced_one_voiced_frame_and_none():
     assert not f0.any() and not uv.any() and f0.shape == (5,)
 
 
-def test_transpose_f0():
-    np.testing.assert_allclose(transpose_f0(np.array([220.0, 0.0]), 12), [440.0, 0.0])
-    np.testing.assert_allclose(transpose_f0(np.array([440.0]), -7), [440.0 * 2 ** (-7 / 12)], rtol=1e-6)
-
-
 def test_fit_length_centres_and_crops():
-    np.testing.assert_array_equal(fit_length(np.array([1.0, 2.0]), 5), [0, 0, 1, 2, 0])
+    np.testing.assert_array_equal(fit_length(np.array([1.0, 2.0]), 5, odd_pad_left=True), [0, 0, 1, 2, 0])
     np.testing.assert_array_equal(fit_length(np.arange(6.0), 3), [1, 2, 3])
 
 
@@ -216,21 +224,18 @@ def test_gated_tone_voicing_and_interpolation(cache, name):
 ])
 def test_agrees_with_reference(cache, name, sr, hop):
     f0, uv = predictor(cache, name, hop_length=hop, sampling_rate=sr).compute_f0_uv(reference_signal(sr))
-    np.testing.assert_allclose(f0, REFERENCE[f"{name}_{sr}_{hop}_f0"], atol=1e-3, rtol=0)
-    np.testing.assert_array_equal(uv, REFERENCE[f"{name}_{sr}_{hop}_uv"])
+    assert_matches_reference_f0(f0, uv, f"{name}_{sr}_{hop}")
 
 
 def test_crepe_tiny_agrees_with_reference_at_other_threshold(cache):
     f0, uv = predictor(cache, "crepe-tiny", threshold=0.3).compute_f0_uv(reference_signal())
-    np.testing.assert_allclose(f0, REFERENCE["crepe-tiny-t0.3_44100_512_f0"], atol=1e-3, rtol=0)
-    np.testing.assert_array_equal(uv, REFERENCE["crepe-tiny-t0.3_44100_512_uv"])
+    assert_matches_reference_f0(f0, uv, "crepe-tiny-t0.3_44100_512")
 
 
 def test_crepe_full_agrees_with_reference_and_truth(cache):
     curve = SIGNALS["vibrato"][0]
     f0, uv = predictor(cache, "crepe").compute_f0_uv(tone(curve, 0.8))
-    np.testing.assert_allclose(f0, REFERENCE["crepe_vibrato_f0"], atol=1e-3, rtol=0)
-    np.testing.assert_array_equal(uv, REFERENCE["crepe_vibrato_uv"])
+    assert_matches_reference_f0(f0, uv, "crepe_vibrato")
     error = cents_error(f0[EDGE:-EDGE], frame_truth(curve, len(f0))[EDGE:-EDGE])
     median, p95 = TOLERANCES["crepe"]
     assert uv[EDGE:-EDGE].all() and np.median(error) < median and np.percentile(error, 95) < p95
@@ -259,7 +264,8 @@ def rmvpe(rmvpe_dir):
 def test_rmvpe_network_matches_reference(rmvpe):
     salience = rmvpe.salience(RMVPE_WAV).numpy()
     assert salience.shape == REFERENCE["rmvpe_salience"].shape == (101, 360)
-    assert np.abs(salience - REFERENCE["rmvpe_salience"]).max() <= 1e-4
+    # salience is in [0, 1]; kernel noise measured <= 1e-5 (README), bound with a 10x margin
+    assert_close_to_reference(salience, REFERENCE["rmvpe_salience"], min_snr_db=60, max_rel=2e-4, what="rmvpe salience")
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.97])
@@ -267,8 +273,7 @@ def test_rmvpe_f0_matches_reference(rmvpe, threshold):
     p = rmvpe.with_settings(hop_length=HOP, sampling_rate=SR, threshold=threshold)
     f0, uv = p.compute_f0_uv(RMVPE_WAV)
     assert f0.shape == (len(RMVPE_WAV) // HOP,)
-    np.testing.assert_allclose(f0, REFERENCE[f"rmvpe_thr{threshold}_f0"], atol=1e-3, rtol=0)
-    np.testing.assert_array_equal(uv, REFERENCE[f"rmvpe_thr{threshold}_uv"])
+    assert_matches_reference_f0(f0, uv, f"rmvpe_thr{threshold}")
     np.testing.assert_array_equal(f0, p.compute_f0(RMVPE_WAV))  # deterministic
 
 

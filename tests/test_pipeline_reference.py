@@ -22,13 +22,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pipeline_reference_fixtures import CASES, REFERENCE_FILE, case_input, load_reference, quantise16  # noqa: E402
+from reference_compare import assert_close_to_reference  # noqa: E402
 
 from svc import VitsSvc  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / REFERENCE_FILE
-MAX_DIFF = 1e-4
-MAX_DIFF_AUTO_F0 = 2e-4  # the predicted F0 is sensitive: one local spot measured 7.5e-5
-MEAN_DIFF = 1.2e-5  # the 16-bit storage alone adds about 7e-6 on average
+# Bounds = float32 kernel noise across CPUs and kernel paths (README) plus the 16-bit storage of the
+# expectation (<= 1.4e-5), with a 10x margin.  Auto F0 is looser at one spot only: a predicted F0 on a
+# coarse-pitch bin edge can move one frame's bin; the SNR bound still holds it to the same 60 dB.
+MIN_SNR_DB = 60.0
+MAX_REL = 2e-3
+MAX_REL_AUTO_F0 = 2e-2
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +54,9 @@ def test_matches_reference_pipeline(sessions, name):
     # ours is exactly as long as the input; the reference's float ceil per chunk can add samples
     assert len(result.audio) == -(-len(wav) * 44100 // sr)
     assert len(expected) == len(result.audio) + case.reference_extra
-    diff = np.abs(result.audio.astype(np.float64) - expected[: len(result.audio)])
-    assert diff.max() <= (MAX_DIFF_AUTO_F0 if case.options.get("auto_f0") else MAX_DIFF)
-    assert diff.mean() <= MEAN_DIFF
+    max_rel = MAX_REL_AUTO_F0 if case.options.get("auto_f0") else MAX_REL
+    assert_close_to_reference(result.audio, expected[: len(result.audio)], min_snr_db=MIN_SNR_DB, max_rel=max_rel,
+                              what=name)
     assert np.abs(expected).max() > 0.3  # a real signal, not a trivially matching silence
 
 

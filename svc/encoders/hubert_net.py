@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AudioError
+from ..weights import weight_norm_weight
 
 # fairseq's default conv_feature_layers: 400-sample receptive field, stride 320.
 DEFAULT_CONV_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
@@ -313,12 +314,6 @@ class HubertNet(nn.Module):
         return self.encoder(x, num_layers)
 
 
-def weight_norm_to_weight(g: torch.Tensor, v: torch.Tensor, dim: int = 2) -> torch.Tensor:
-    """The weight ``g * v / ||v||`` that ``torch.nn.utils.weight_norm(dim=dim)`` computes."""
-    other = [d for d in range(v.dim()) if d != dim]
-    return g * v / v.norm(dim=other, keepdim=True)
-
-
 def fold_pos_conv(state: dict[str, torch.Tensor], old: str, new: str) -> dict[str, torch.Tensor]:
     """Replace the weight-normed pos_conv entries under prefix ``old`` by a plain conv under ``new``."""
     state = dict(state)
@@ -328,7 +323,7 @@ def fold_pos_conv(state: dict[str, torch.Tensor], old: str, new: str) -> dict[st
     g = state.pop(old + "parametrizations.weight.original0", g)
     v = state.pop(old + "parametrizations.weight.original1", v)
     if g is not None and v is not None:
-        state[new + "weight"] = weight_norm_to_weight(g, v, dim=2)
+        state[new + "weight"] = weight_norm_weight(g, v, dim=2)
     if old + "weight" in state:
         state[new + "weight"] = state.pop(old + "weight")
     if old + "bias" in state:

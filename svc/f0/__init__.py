@@ -4,7 +4,7 @@ Importing this package is cheap: a predictor's libraries (parselmouth, pyworld, 
 torchfcpe, the RMVPE network) are imported when that predictor is first built.
 """
 
-from .base import F0_MAX, F0_MIN, F0Predictor, interpolate_unvoiced, transpose_f0
+from .base import F0_MAX, F0_MIN, F0Predictor, interpolate_unvoiced
 from .registry import F0_PREDICTORS, F0PredictorCache, F0PredictorSpec, get_f0_predictor, get_spec
 
 __all__ = [
@@ -17,5 +17,4 @@ __all__ = [
     "get_f0_predictor",
     "get_spec",
     "interpolate_unvoiced",
-    "transpose_f0",
 ]

@@ -14,11 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..crossfade import fit_length  # noqa: F401  (re-exported for the predictors)
 from ..errors import OptionsError
+from ..pitch import F0_MAX, F0_MIN  # noqa: F401  (re-exported: the predictors' search range)
 from ..weights import DEFAULT_PRETRAIN_DIR
 
-F0_MIN = 50.0  # Hz, the search range so-vits-svc uses for every predictor
-F0_MAX = 1100.0
 P_LEN_SLACK = 4  # how far an explicit p_len may stray from len(wav) // hop (the reference asserts this)
 
 
@@ -36,21 +36,6 @@ def interpolate_unvoiced(f0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # np.interp holds fp[0] / fp[-1] outside the voiced span, which is the reference's rule.
     filled = np.interp(np.arange(f0.shape[0], dtype=np.float64), voiced.astype(np.float64), f0[voiced])
     return filled.astype(np.float32), uv
-
-
-def transpose_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
-    """Shift ``f0`` by ``semitones`` (equal temperament); unvoiced zeros stay zero."""
-    return (np.asarray(f0, dtype=np.float32) * np.float32(2.0 ** (semitones / 12.0))).astype(np.float32)
-
-
-def fit_length(f0: np.ndarray, length: int) -> np.ndarray:
-    """Centre ``f0`` in ``length`` frames: zero-pad (the extra frame on the left) or crop evenly."""
-    missing = length - f0.shape[0]
-    if missing >= 0:
-        left = (missing + 1) // 2
-        return np.pad(f0, (left, missing - left))
-    start = (-missing) // 2
-    return f0[start:start + length]
 
 
 def resize_linear_voiced(f0: np.ndarray, length: int) -> np.ndarray:

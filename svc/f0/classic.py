@@ -29,7 +29,7 @@ class PmF0Predictor(F0Predictor):
             pitch_floor=F0_MIN,
             pitch_ceiling=F0_MAX,
         )
-        return fit_length(pitch.selected_array["frequency"], p_len)
+        return fit_length(pitch.selected_array["frequency"], p_len, odd_pad_left=True)
 
 
 class _WorldF0Predictor(F0Predictor):

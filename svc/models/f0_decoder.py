@@ -7,11 +7,10 @@ import math
 import torch
 from torch import nn
 
+from ..pitch import F0_MAX, F0_MIN
 from .attentions import FFT
 
 F0_BIN = 256
-F0_MIN = 50.0
-F0_MAX = 1100.0
 F0_MEL_MIN = 1127 * math.log(1 + F0_MIN / 700)
 F0_MEL_MAX = 1127 * math.log(1 + F0_MAX / 700)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..weights import weight_norm_weight
 from .layers import is_weight_normed
 
 
@@ -33,6 +34,5 @@ def fold_weight_norm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[s
     for prefix in _weight_normed_prefixes(model):
         g = folded.pop(prefix + "weight_g")
         v = folded.pop(prefix + "weight_v")
-        # The kernel the reference's legacy weight_norm runs on every forward (dim 0), applied once.
-        folded[prefix + "weight"] = torch._weight_norm(v, g, 0)
+        folded[prefix + "weight"] = weight_norm_weight(g, v, 0)
     return folded
