@@ -257,10 +257,18 @@ def test_cli_converts_with_a_30_model(capsys, tmp_path, sovits3_checkpoints, sov
     assert sr == rate and len(audio) == int(np.ceil(len(wav) * rate / 22050)) and np.abs(audio).max() > 0.01
 
 
-def test_clip_crossfade_and_loudness_mix_run(sovits3_checkpoints, sovits3_pretrain):
-    session = VitsSvc("cpu", pretrain_dir=sovits3_pretrain)
+def test_clip_crossfade_loudness_mix_and_enhancer_run(sovits3_checkpoints, sovits3_pretrain, tmp_path):
+    import shutil
+
+    from enhancer_fixtures import write_tiny_nsf_hifigan
+
+    shutil.copy(sovits3_pretrain / "hubert-soft-0d54a1f4.pt", tmp_path)
+    write_tiny_nsf_hifigan(tmp_path)
+    session = VitsSvc("cpu", pretrain_dir=tmp_path)
     session.load(sovits3_checkpoints / "v3_solo")
     wav = sung_note(1.2, 32000)
-    result = session.convert(wav, 32000, ConvertOptions(clip_seconds=0.5, crossfade_seconds=0.1, loudness_mix=0.5))
-    assert len(result.audio) == len(wav) and np.isfinite(result.audio).all()
-    json.dumps(result.timings)
+    options = ConvertOptions(clip_seconds=0.5, crossfade_seconds=0.1, loudness_mix=0.5, pad_seconds=0.2)
+    plain = session.convert(wav, 32000, options).audio
+    enhanced = session.convert(wav, 32000, options.with_(enhance=True)).audio
+    assert len(plain) == len(enhanced) == len(wav) and np.isfinite(enhanced).all()
+    assert not np.allclose(plain, enhanced) and np.abs(enhanced).max() > 0.01
