@@ -1,6 +1,5 @@
 """so-vits-svc 3.0 models: the generator against the 3.0 reference, loading, errors, F0, pipeline, CLI."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +202,19 @@ def test_pm_follows_the_30_rule(reference, rate):
     assert np.array_equal(f0 > 0, uv > 0) and np.all(f0[uv == 0] == 0)
     # Praat on our vs torchaudio.functional's 16 kHz resampling (kernels differ by ~1e-5).
     assert_f0_close_to_reference(f0, expected, max_cents=1.0, max_voicing_flips=1)
+
+
+def test_pm_comparison_rejects_the_4x_rule_and_a_shift(reference):
+    """Planted bugs: 4.x's pm (Praat at the model rate, unvoiced frames filled), and a one-frame shift."""
+    wav = resample(torch.from_numpy(reference_signal(16000))[None], 16000, 32000)[0]
+    wav = wav[: wav.shape[0] - wav.shape[0] % 640].numpy()
+    expected = reference["pm_f0_32k"]
+    filled, _ = PmF0Predictor(hop_length=320, sampling_rate=32000).compute_f0_uv(wav)
+    with pytest.raises(AssertionError):
+        assert_f0_close_to_reference(filled, expected, max_cents=1.0, max_voicing_flips=1)
+    f0, _ = sovits3_predictor(PmF0Predictor(hop_length=320, sampling_rate=32000)).compute_f0_uv(wav)
+    with pytest.raises(AssertionError):
+        assert_f0_close_to_reference(np.roll(f0, 1), expected, max_cents=1.0, max_voicing_flips=1)
 
 
 def test_other_predictors_give_raw_f0_at_the_model_rate():
