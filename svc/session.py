@@ -54,6 +54,10 @@ class ModelInfo:
         """"so-vits-svc 4.1", or "so-vits-svc 3.0 (32 kHz)" (a 3.0 model's rate is part of what it is)."""
         return model_label(self.version, self.sampling_rate)
 
+    def __str__(self) -> str:
+        return (f"{self.name}: {self.label}, encoder {self.speech_encoder}, {self.sampling_rate} Hz, "
+                f"speakers: {', '.join(self.speakers)}")
+
 
 def model_label(version: str, sampling_rate: int) -> str:
     """The name a model version is shown by; 3.0 models come in 32 and 48 kHz variants."""

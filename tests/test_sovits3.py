@@ -278,8 +278,8 @@ def test_clip_crossfade_loudness_mix_and_enhancer_run(sovits3_checkpoints, sovit
     write_tiny_nsf_hifigan(tmp_path)
     session = VitsSvc("cpu", pretrain_dir=tmp_path)
     session.load(sovits3_checkpoints / "v3_solo")
-    wav = sung_note(1.2, 32000)
-    options = ConvertOptions(clip_seconds=0.5, crossfade_seconds=0.1, loudness_mix=0.5, pad_seconds=0.2)
+    wav = sung_note(0.8, 32000)
+    options = ConvertOptions(clip_seconds=0.4, crossfade_seconds=0.1, loudness_mix=0.5, pad_seconds=0.1)
     plain = session.convert(wav, 32000, options).audio
     enhanced = session.convert(wav, 32000, options.with_(enhance=True)).audio
     assert len(plain) == len(enhanced) == len(wav) and np.isfinite(enhanced).all()

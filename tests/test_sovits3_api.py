@@ -21,9 +21,9 @@ from svc.sovits3_api import SpeakerMap, float_to_int16, gradio_audio_to_float  #
 SR = 22050
 
 
-def song(seconds: float = 0.8) -> np.ndarray:
+def song(seconds: float = 0.5) -> np.ndarray:
     wav = sung_note(seconds, SR)
-    wav[int(0.35 * SR):int(0.45 * SR)] = 0
+    wav[int(0.2 * SR):int(0.28 * SR)] = 0
     return wav
 
 
@@ -46,16 +46,12 @@ def test_load_checkpoint_by_name_and_hps(session):
     assert session.hps.data.sampling_rate == 48000  # the loaded model stays
 
 
-@pytest.mark.parametrize("layout", ["int16 mono", "int16 stereo", "int32 stereo", "float32 mono"])
+@pytest.mark.parametrize("layout", ["int16 stereo", "float32 mono"])  # other layouts: test_gradio_audio_*
 def test_inference_takes_gradio_audio(session, layout):
     session.loadCheckpoint("v3_32k")
     wav = song()
-    if layout == "int16 mono":
-        audio = (wav * 32767).astype(np.int16)
-    elif layout == "int16 stereo":
+    if layout == "int16 stereo":
         audio = (np.stack([wav, 0.5 * wav], axis=1) * 32767).astype(np.int16)
-    elif layout == "int32 stereo":
-        audio = (np.stack([wav, wav], axis=1) * 2147483647).astype(np.int32)
     else:
         audio = wav
     sr, out = session.inference((SR, audio), "paimon", 3, -40)
@@ -67,7 +63,7 @@ def test_inference_takes_gradio_audio(session, layout):
 def test_inference_is_reproducible_and_speaker_dependent(session):
     session.loadCheckpoint("v3_32k")
     audio = (SR, (song() * 32767).astype(np.int16))
-    a = session.inference(audio, "nen", 0, -40)[1]
+    a = session.inference(audio, "nen", 0, -40)[1]  # noise scale 1, seeded
     b = session.inference(audio, "nen", 0, -40)[1]
     c = session.inference(audio, "yunhao", 0, -40)[1]
     assert np.array_equal(a, b) and not np.array_equal(a, c)
@@ -90,6 +86,8 @@ def test_gradio_audio_conversion():
     assert sr == 16000 and wav.dtype == np.float32 and wav.tolist() == [0.0, 0.0]
     wav, _ = gradio_audio_to_float((8000, np.array([0.5, -0.5], dtype=np.float64)))
     assert wav.tolist() == [0.5, -0.5]
+    wav, _ = gradio_audio_to_float((8000, np.array([[2147483647, 0]], dtype=np.int32)))
+    assert wav.tolist() == [0.5]
     with pytest.raises(AudioError):
         gradio_audio_to_float(np.zeros(10))
     with pytest.raises(AudioError):
