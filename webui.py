@@ -37,7 +37,7 @@ from svc.model_store import UPLOAD_PREFIX, ModelManager, save_uploaded_model  # 
 from svc.naming import output_filename  # noqa: E402
 from svc.options import ConvertOptions, check_option  # noqa: E402
 from svc.plots import F0Curve, plot_f0  # noqa: E402
-from svc.session import VitsSvc, describe_model_dir, list_model_dirs  # noqa: E402
+from svc.session import VitsSvc, describe_model_dir, list_model_dirs, model_label  # noqa: E402
 from svc.weights import DEFAULT_PRETRAIN_DIR  # noqa: E402
 
 log = logging.getLogger("svc.webui")
@@ -179,7 +179,7 @@ class WebApp:
             try:
                 info = describe_model_dir(path)
                 count = len(info.speakers)
-                label = (f"{name} — so-vits-svc {info.version}, {info.speech_encoder}, "
+                label = (f"{name} — {info.label}, {info.speech_encoder}, "
                          f"{count} speaker{'s' * (count != 1)}" + (", diffusion" if info.diffusion else ""))
             except SvcError as e:
                 label = f"{name} — unusable: {e}"
@@ -227,7 +227,7 @@ class WebApp:
 
     def _facts(self, name: str, session, device: str, when: str) -> str:
         lines = [
-            f"**{name}** loaded on **{device}** {when} — so-vits-svc {session.version}, "
+            f"**{name}** loaded on **{device}** {when} — {model_label(session.version, session.sampling_rate)}, "
             f"encoder {session.speech_encoder}, {session.sampling_rate} Hz, hop {session.hop_length}",
             f"Speakers ({len(session.speakers)}): {', '.join(session.speakers)}",
         ]

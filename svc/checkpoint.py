@@ -18,20 +18,21 @@ import torch
 from .config import ModelConfig
 from .encoders.registry import ENCODERS
 from .errors import CheckpointError, ConfigError, WeightFileError
-from .models import SynthesizerTrn, checkpoint_shapes, fold_weight_norm
+from .models import Sovits3Synthesizer, SynthesizerTrn, checkpoint_shapes, fold_weight_norm
 from .weights import float_state, load_torch_file
 
 logger = logging.getLogger(__name__)
 
 EARLY_40_SPEAKER_ROWS = 200  # 4.0 preprocess kept the template's n_speakers until 2023-03-21
 TRAINING_ONLY_PREFIXES = ("enc_q.",)
+SOVITS3_KEY = "enc_p_.f0_emb.weight"  # only 3.0 generators have it
 
 
 @dataclass
 class LoadedModel:
     """A ready generator (eval mode, CPU, float32) and the config it was built from."""
 
-    model: SynthesizerTrn
+    model: SynthesizerTrn | Sovits3Synthesizer
     config: ModelConfig
     notes: list[str]
 
@@ -51,7 +52,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "pick the G_*.pth file, not D_*.pth or another model's file"
         )
     state = float_state(state)  # also drops the "module." prefix of DataParallel saves
-    if "emb_g.weight" not in state or "pre.weight" not in state:
+    if "emb_g.weight" not in state or not ("pre.weight" in state or SOVITS3_KEY in state):
         raise CheckpointError(
             f"'{path}' does not contain a so-vits-svc generator (no emb_g/pre weights); pick the G_*.pth file"
         )
@@ -71,20 +72,36 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(str(exc)) from None
 
 
+def state_version(state: dict[str, torch.Tensor]) -> str:
+    """"3.0" or "4.x": which generator a state dict belongs to (3.0 has ``enc_p_``, no top-level ``pre``)."""
+    return "3.0" if SOVITS3_KEY in state and "pre.weight" not in state else "4.x"
+
+
+def build_generator(config: ModelConfig) -> SynthesizerTrn | Sovits3Synthesizer:
+    """An uninitialised generator of ``config``'s version (on the current default device)."""
+    if config.version == "3.0":
+        return Sovits3Synthesizer(config.model, config.sampling_rate)
+    return SynthesizerTrn(config.model)
+
+
 def load_generator(pth_path: str | Path, config: ModelConfig) -> LoadedModel:
     """Validate ``pth_path`` against ``config``, then build and load the generator."""
     state = read_state_dict(pth_path)
-    config, notes = reconcile(state, config, Path(pth_path))
+    _check_version(state, config, Path(pth_path))
+    if config.version == "3.0":
+        config, notes = reconcile_sovits3(state, config, Path(pth_path))
+    else:
+        config, notes = reconcile(state, config, Path(pth_path))
     with torch.device("meta"):
-        expected = checkpoint_shapes(SynthesizerTrn(config.model))
+        expected = checkpoint_shapes(build_generator(config))
     _check_keys(state, expected, config, Path(pth_path))
     # Built on the meta device and given the file's tensors (assign=True): no random initialisation
     # of 40 M parameters and no second copy of them, which makes loading several times faster.
     with torch.device("meta"):
-        model = SynthesizerTrn(config.model)
+        model = build_generator(config)
     model.load_state_dict(fold_weight_norm(state, model), strict=True, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a buffer the file does not hold
-        model = SynthesizerTrn(config.model)
+        model = build_generator(config)
         model.load_state_dict(fold_weight_norm(state, model), strict=True)
     model.eval().requires_grad_(False)
     for note in notes:
@@ -146,6 +163,40 @@ def reconcile(state: dict[str, torch.Tensor], config: ModelConfig, path: Path) -
         )
     model = dataclasses.replace(params, n_speakers=n_speakers)
     return dataclasses.replace(config, model=model, speech_encoder=encoder, notes=tuple(notes)), notes
+
+
+def _check_version(state: dict[str, torch.Tensor], config: ModelConfig, path: Path) -> None:
+    """A 3.0 file needs a 3.0 config and a 4.x file a 4.x config; say which when they are mixed up."""
+    file_version = state_version(state)
+    cfg_name = config.path or "config.json"
+    if file_version == "3.0" and config.version != "3.0":
+        raise CheckpointError(
+            f"'{path}' is a so-vits-svc 3.0 model but '{cfg_name}' is a {config.version} config "
+            f"({config.sampling_rate} Hz, hop {config.hop_length}): use the config.json this model was trained "
+            "with (3.0 configs have data.sampling_rate 32000 or 48000 and hop_length 320)"
+        )
+    if file_version == "4.x" and config.version == "3.0":
+        raise CheckpointError(
+            f"'{path}' is a so-vits-svc 4.x model but '{cfg_name}' is a so-vits-svc 3.0 config "
+            f"({config.sampling_rate} Hz, hop 320, no speech_encoder): use the config.json this model was trained with"
+        )
+
+
+def reconcile_sovits3(state: dict[str, torch.Tensor], config: ModelConfig,
+                      path: Path) -> tuple[ModelConfig, list[str]]:
+    """The 3.0 checks: the speaker table must match n_speakers (2x the speakers, as 3.0 writes it)."""
+    cfg_name = config.path or "config.json"
+    rows = state["emb_g.weight"].shape[0]
+    if rows != config.model.n_speakers:
+        raise CheckpointError(
+            f"'{path}' has {rows} speaker rows but '{cfg_name}' says n_speakers {config.model.n_speakers}: "
+            "use the config.json this model was trained with"
+        )
+    too_high = {name: sid for name, sid in config.spk.items() if sid >= rows}
+    if too_high:
+        raise ConfigError(f"'{cfg_name}': speaker ids {too_high} are not below n_speakers {rows}; "
+                          "use the config.json this model was trained with")
+    return config, list(config.notes)
 
 
 def _encoder_hint(ssl_dim: int) -> str:

@@ -204,8 +204,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         except SvcError as e:
             print(f"{path.name}: unusable: {e}")
             continue
-        print(f"{info.name}: so-vits-svc {info.version}, encoder {info.speech_encoder}, "
-              f"{info.sampling_rate} Hz, speakers: {', '.join(info.speakers)}")
+        print(info)
     return 0
 
 

@@ -1,7 +1,8 @@
 """``config.json`` of a so-vits-svc model, parsed and validated into frozen dataclasses.
 
 Defaults are the reference's for keys that old configs lack.  A config with none of the
-4.1-only model keys is a 4.0 config (4.0 vocoder padding and f0_to_coarse rule).
+4.1-only model keys is a 4.0 config (4.0 vocoder padding and f0_to_coarse rule), or a 3.0 one
+when it has the 3.0 templates' rate (32 or 48 kHz) and hop (320).
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .models.sovits3 import DECODER as SOVITS3_DECODER
+from .models.sovits3 import HOP_LENGTH as SOVITS3_HOP
+from .models.sovits3 import SAMPLING_RATES as SOVITS3_RATES
+from .models.sovits3 import fixed_decoder_params as sovits3_params
 from .models.synthesizer import VOCODERS, SynthesizerParams
 
 DEFAULT_SPEECH_ENCODER = "vec768l12"  # what the reference assumes when the key is missing
+SOVITS3_SPEECH_ENCODER = "hubertsoft"
 INTERPOLATE_MODES = ("left", "nearest")
 KEYS_ONLY_IN_41 = (
     "speech_encoder", "vol_embedding", "vocoder_name", "use_depthwise_conv", "flow_share_parameter",
@@ -99,19 +105,52 @@ class ModelConfig:
         model = reader.section("model")
         data = reader.section("data")
         spk = reader.section("spk")
-        version = "4.1" if any(k in model for k in KEYS_ONLY_IN_41) or "unit_interpolate_mode" in data else "4.0"
+        version = _detect_version(model, data)
         notes: list[str] = []
         params = _synth_params(reader, model, version, notes)
+        if version == "3.0":
+            params = _sovits3_params(reader, params, notes)
         data_cfg = _data_config(reader, data, params)
         speakers = _speakers(reader, spk)
         encoder = model.get("speech_encoder")
         if encoder is not None and not isinstance(encoder, str):
             reader.fail("model.speech_encoder", f"must be a string, got {encoder!r}")
+        if version == "3.0":
+            encoder = SOVITS3_SPEECH_ENCODER  # 3.0 always used HuBERT-soft; its configs never name it
         return cls(
             data=data_cfg, model=params, spk=speakers,
             speech_encoder=encoder or DEFAULT_SPEECH_ENCODER, speech_encoder_given=encoder is not None,
             path=Path(path) if path else None, notes=tuple(notes),
         )
+
+
+def _detect_version(model: dict[str, Any], data: dict[str, Any]) -> str:
+    """"4.1" if any 4.1-only key is present; else "3.0" for the 3.0 templates' rate and hop; else "4.0".
+
+    3.0 and 4.0 configs have the same keys; 3.0 models run at 32 or 48 kHz with hop 320 (4.0: 44.1 kHz,
+    hop 512).  ``svc.checkpoint`` confirms the guess from the state dict.
+    """
+    if any(k in model for k in KEYS_ONLY_IN_41) or "unit_interpolate_mode" in data:
+        return "4.1"
+    if data.get("sampling_rate") in SOVITS3_RATES and data.get("hop_length") == SOVITS3_HOP:
+        return "3.0"
+    return "4.0"
+
+
+def _sovits3_params(r: _Reader, params: SynthesizerParams, notes: list[str]) -> SynthesizerParams:
+    """3.0's generator takes its decoder from a fixed dict, so the config's decoder keys are ignored
+    (noted when they differ) and the widths that meet the decoder must equal it."""
+    for key in ("inter_channels", "gin_channels"):
+        if getattr(params, key) != SOVITS3_DECODER[key]:
+            r.fail(f"model.{key}", f"must be {SOVITS3_DECODER[key]} for a so-vits-svc 3.0 model (its decoder is "
+                                   f"fixed), got {getattr(params, key)}")
+    if params.ssl_dim != 256:
+        r.fail("model.ssl_dim", f"must be 256 for a so-vits-svc 3.0 model (HuBERT-soft units), got {params.ssl_dim}")
+    fixed = sovits3_params(params)
+    ignored = [key for key in SOVITS3_DECODER if getattr(params, key) != getattr(fixed, key)]
+    if ignored:
+        notes.append(f"so-vits-svc 3.0 ignores the config's {', '.join(ignored)}: using its fixed decoder")
+    return fixed
 
 
 class _Reader:

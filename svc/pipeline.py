@@ -125,6 +125,9 @@ class SynthesisParts:
     device: torch.device
     enhancer: EnhancerLike | None = None  # when options.enhance
     diffusion: DiffusionLike | None = None  # shallow diffusion, or only diffusion (then model is None)
+    # The model input is zero-padded at its end to a multiple of this many samples (cut off again
+    # after synthesis): 3.0 models need whole content frames so units repeat exactly onto frames.
+    sample_multiple: int = 1
 
 
 class _Stopwatch:
@@ -194,6 +197,9 @@ def _convert_piece(
     with clock.stage("resample"):
         padded = np.concatenate([np.zeros(pad, np.float32), piece.astype(np.float32), np.zeros(pad, np.float32)])
         wav = resample(torch.from_numpy(padded)[None], sr, target_sr)[0].numpy()
+        model_len = len(wav)
+        if parts.sample_multiple > 1:
+            wav = np.pad(wav, (0, -model_len % parts.sample_multiple))
     with clock.stage("f0"):
         f0, uv = parts.f0_predictor.compute_f0_uv(wav)
         source_f0 = np.asarray(f0, dtype=np.float32) * np.asarray(uv, dtype=np.float32)
@@ -229,7 +235,7 @@ def _convert_piece(
     if options.loudness_mix != 1:
         with clock.stage("loudness"):
             audio = change_rms(wav, target_sr, audio, target_sr, options.loudness_mix)
-    audio_np = audio.detach().cpu().numpy().astype(np.float32, copy=False)
+    audio_np = audio.detach().cpu().numpy().astype(np.float32, copy=False)[:model_len]
     trim = int(target_sr * options.pad_seconds)
     if trim:
         audio_np = audio_np[trim:-trim]

@@ -32,15 +32,19 @@ from .enhancer import Enhancer
 from .errors import CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
 from .f0 import get_spec as get_f0_spec
-from .models import SynthesizerTrn
+from .f0.sovits3 import sovits3_predictor
+from .models import Sovits3Synthesizer, SynthesizerTrn
+from .models.sovits3 import sample_multiple as sovits3_sample_multiple
 from .options import ConvertOptions
 from .pipeline import ConversionResult, Progress, SynthesisParts, convert
 from .precision import precision_dtype
+from .sovits3_api import SpeakerMap, float_to_int16, gradio_audio_to_float
 from .weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
+DEFAULT_CHECKPOINTS_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,22 @@ class ModelInfo:
     speakers: tuple[str, ...]
     sampling_rate: int
     diffusion: str | None = None  # the diffusion model found in <folder>/diffusion/, if any
+
+    @property
+    def label(self) -> str:
+        """"so-vits-svc 4.1", or "so-vits-svc 3.0 (32 kHz)" (a 3.0 model's rate is part of what it is)."""
+        return model_label(self.version, self.sampling_rate)
+
+    def __str__(self) -> str:
+        return (f"{self.name}: {self.label}, encoder {self.speech_encoder}, {self.sampling_rate} Hz, "
+                f"speakers: {', '.join(self.speakers)}")
+
+
+def model_label(version: str, sampling_rate: int) -> str:
+    """The name a model version is shown by; 3.0 models come in 32 and 48 kHz variants."""
+    if version == "3.0":
+        return f"so-vits-svc 3.0 ({sampling_rate // 1000} kHz)"
+    return f"so-vits-svc {version}"
 
 
 def list_model_dirs(checkpoints_dir: str | Path) -> list[Path]:
@@ -140,8 +160,9 @@ class VitsSvc:
     """
 
     def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR):
         self.device = resolve_device(device)
+        self.checkpoints_dir = Path(checkpoints_dir)  # where loadCheckpoint(name) looks
         self._dtype = precision_dtype(precision, self.device)
         self.precision = str(precision).strip().lower()
         self.pretrain_dir = Path(pretrain_dir)
@@ -236,7 +257,7 @@ class VitsSvc:
         return self._model is not None
 
     @property
-    def model(self) -> SynthesizerTrn:
+    def model(self) -> SynthesizerTrn | Sovits3Synthesizer:
         return self._require()[0]
 
     @property
@@ -244,8 +265,18 @@ class VitsSvc:
         return self._require()[1]
 
     @property
-    def speakers(self) -> list[str]:
-        return self.config.speakers
+    def hps(self) -> ModelConfig:
+        """The loaded config (3.0's name for it): ``.spk``, ``.data.sampling_rate``, ``.model``..."""
+        return self.config
+
+    @property
+    def speakers(self) -> SpeakerMap:
+        """Speaker names in id order; also the config's ``spk`` map (``speakers["name"]`` is the id)."""
+        return SpeakerMap(self.config.spk)
+
+    @property
+    def label(self) -> str:
+        return model_label(self.version, self.sampling_rate)
 
     @property
     def sampling_rate(self) -> int:
@@ -350,6 +381,8 @@ class VitsSvc:
             options.f0_method, hop_length=config.hop_length, sampling_rate=config.sampling_rate,
             device=self.device, threshold=options.cr_threshold, pretrain_dir=self.pretrain_dir,
         )
+        if config.version == "3.0":
+            predictor = sovits3_predictor(predictor)
         enhancer = None
         if options.enhance and not options.uses_diffusion:  # as so-vits-svc: diffusion switches the enhancer off
             if self._enhancer is None:
@@ -367,6 +400,7 @@ class VitsSvc:
             device=self.device,
             enhancer=enhancer,
             diffusion=self._diffusion_stage(options) if options.shallow_diffusion else None,
+            sample_multiple=sovits3_sample_multiple(config.sampling_rate) if config.version == "3.0" else 1,
         )
 
     def _only_diffusion_parts(self, options: ConvertOptions) -> SynthesisParts:
@@ -405,11 +439,31 @@ class VitsSvc:
         stage.check_speaker(self._speaker_id_for(options))
         return stage
 
+    # --- the so-vits-svc 3.0 session API (inference/infer_tool_grad.py, sovits_gradio.py) ----------
+
+    def loadCheckpoint(self, name: str) -> list[str]:  # noqa: N802 (the original name)
+        """Load the model folder ``<checkpoints_dir>/<name>/`` (3.0: ``model.pth`` + ``config.json``)."""
+        return self.load(self.checkpoints_dir / name)
+
+    def inference(self, srcaudio: tuple[int, np.ndarray], chara: str | int, tran: float,
+                  slice_db: float) -> tuple[int, np.ndarray]:
+        """Convert Gradio numpy audio ``(sr, [N] or [N, channels])`` to speaker ``chara``, ``tran``
+        semitones up, slicing at ``slice_db`` dB; returns ``(model rate, int16 samples)``.
+
+        3.0 models use 3.0's noise scale 1; 4.x models the ``ConvertOptions`` default.
+        """
+        wav, sr = gradio_audio_to_float(srcaudio)
+        options = ConvertOptions(speaker=chara, transpose=float(tran), slice_db=float(slice_db))
+        if self.version == "3.0":
+            options = options.with_(noise_scale=1.0)
+        result = self.convert(wav, sr, options)
+        return result.sampling_rate, float_to_int16(result.audio)
+
     def _half_encoder(self) -> bool:
         """Reduced precision on a GPU runs the speech encoder in half precision too."""
         return self.precision != "fp32" and self.device.type == "cuda"
 
-    def _require(self) -> tuple[SynthesizerTrn, ModelConfig]:
+    def _require(self) -> tuple[SynthesizerTrn | Sovits3Synthesizer, ModelConfig]:
         if self._model is None or self._config is None:
             raise OptionsError("no model is loaded; load a model first")
         return self._model, self._config

@@ -81,3 +81,28 @@ def sung_note(seconds: float, sr: int = 44100, f0: float = 220.0, seed: int = 0)
     phase = 2 * np.pi * np.cumsum(freq) / sr
     wav = sum(np.sin(k * phase) / k for k in range(1, 8)) * 0.2
     return (wav + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+# --- so-vits-svc 3.0 models (full-size fixed decoder, small text encoder and flow) ---------------
+
+from sovits3_fixtures import make_sovits3_checkpoint, write_test_hubert_soft  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sovits3_pretrain(tmp_path_factory) -> Path:
+    """A pretrain/ folder with a small test HuBERT-soft (256-dim units)."""
+    folder = tmp_path_factory.mktemp("pretrain3")
+    write_test_hubert_soft(folder / "hubert-soft-0d54a1f4.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sovits3_checkpoints(tmp_path_factory) -> Path:
+    """checkpoints/ in 3.0's layout (``<name>/model.pth`` + ``config.json``): "v3_32k" (3 speakers,
+    training file with optimizer state), "v3_48k" (3 speakers, optimizer None), "v3_solo" (32 kHz,
+    1 speaker)."""
+    folder = tmp_path_factory.mktemp("checkpoints3")
+    make_sovits3_checkpoint(folder / "v3_32k", 32000, optimizer=True)
+    make_sovits3_checkpoint(folder / "v3_48k", 48000, optimizer=False)
+    make_sovits3_checkpoint(folder / "v3_solo", 32000, speakers=("solo",), optimizer=False)
+    return folder

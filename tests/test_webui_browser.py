@@ -40,16 +40,30 @@ import webui  # noqa: E402
 def server(tmp_path_factory, pretrain_dir):
     from conftest import FAST_41
     from model_fixtures import make_checkpoint
+    from sovits3_fixtures import make_sovits3_checkpoint
 
     root = tmp_path_factory.mktemp("browser")
     checkpoints, pretrain = root / "checkpoints", pretrain_dir
     make_checkpoint(checkpoints / "choir", speakers=tuple(SPEAKERS), **FAST_41)
     make_checkpoint(checkpoints / "another", speakers=("one",), **FAST_41)
+    pretrain = _with_hubert_soft(pretrain_dir, root / "pretrain")
+    make_sovits3_checkpoint(checkpoints / "sovits3", 48000, optimizer=False)
     demo = webui.build_demo(device="cpu", app=webui.WebApp(checkpoints, pretrain, "cpu", output_dir=root / "out"))
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                 css=webui.CSS)
     yield demo.local_url
     demo.close()
+
+
+def _with_hubert_soft(pretrain_dir: Path, folder: Path) -> Path:
+    """``pretrain_dir``'s files plus a test HuBERT-soft (for the 3.0 model)."""
+    from sovits3_fixtures import write_test_hubert_soft
+
+    folder.mkdir()
+    for path in pretrain_dir.iterdir():
+        (folder / path.name).symlink_to(path)
+    write_test_hubert_soft(folder / "hubert-soft-0d54a1f4.pt")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +150,17 @@ def test_add_a_model_by_dropping_its_files(page, tmp_path):
     pick(page, "model_dd", "dropped-voice")
     page.wait_for_function("document.querySelector('#model_info').innerText.includes('soprano')")
     page.screenshot(path=str(ARTIFACTS / "webui-upload.png"), full_page=True)
+
+
+def test_convert_with_a_30_model_in_the_browser(page):
+    page.get_by_role("tab", name="Convert").click()
+    pick(page, "model_dd", "sovits3 — so-vits-svc 3.0 (48 kHz)")
+    page.wait_for_function("document.querySelector('#model_info').innerText.includes('so-vits-svc 3.0 (48 kHz)')")
+    pick(page, "speaker_dd", "paimon")
+    page.locator("#convert_btn").click()
+    page.wait_for_function("document.querySelector('#convert_info').innerText.includes('paimon')")
+    page.wait_for_selector('#audio_out a[data-testid="download-link"]')
+    page.screenshot(path=str(ARTIFACTS / "webui-convert-sovits3.png"), full_page=True)
 
 
 def test_the_page_calls_nothing_but_the_app(page, server):

@@ -2,6 +2,7 @@
 
 from .f0_decoder import f0_to_coarse
 from .nsf_hifigan import NsfHifiGan, SineSource
+from .sovits3 import Sovits3Synthesizer
 from .synthesizer import VOCODERS, SynthesizerParams, SynthesizerTrn
 from .weight_norm import checkpoint_shapes, fold_weight_norm
 
@@ -9,6 +10,7 @@ __all__ = [
     "VOCODERS",
     "NsfHifiGan",
     "SineSource",
+    "Sovits3Synthesizer",
     "SynthesizerParams",
     "SynthesizerTrn",
     "checkpoint_shapes",
