@@ -94,6 +94,8 @@ def _add_option_flags(parser: argparse.ArgumentParser, f0_choices: list[str]) ->
             group.add_argument(*flags, dest=f.name, action="store_true", help=help_text)
         elif f.name == "f0_method":
             group.add_argument(*flags, dest=f.name, default=default, choices=f0_choices, help=help_text)
+        elif f.metadata.get("path"):
+            group.add_argument(*flags, dest=f.name, default=None, metavar="FILE", help=help_text)
         elif f.name == "speaker":
             group.add_argument(*flags, dest=f.name, default=None, help=help_text)
         else:

@@ -16,6 +16,11 @@ def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _path_opt(help: str) -> Any:
+    """A setting that names a file (the CLI takes a path, the API also the content)."""
+    return field(default=None, metadata={"help": help, "path": True})
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Everything that controls one conversion (besides the model and the input).
@@ -38,6 +43,10 @@ class ConvertOptions:
     enhance: bool = _opt(False, "run the NSF-HiFiGAN enhancer on the output")
     enhancer_adaptive_key: float = _opt(0.0, "semitones the enhancer's range is shifted by")
     seed: int = _opt(DEFAULT_SEED, "random seed (the same seed gives the same audio)")
+    cluster: str | None = _path_opt("kmeans_*.pt cluster model or feature_and_index.pkl feature index "
+                                    "(default: the one in the model's folder)")
+    cluster_ratio: float = _opt(0.0, "timbre: share of cluster / retrieved features mixed into the content (0 = off)")
+    spk_mix: str | dict | None = _path_opt("speaker mix over time: a JSON file {speaker: [[t0, t1, w0, w1], ...]}")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -61,6 +70,10 @@ class ConvertOptions:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not (0 <= self.seed < 2**63):
             raise OptionsError(f"seed must be a non-negative integer, got {self.seed!r}")
+        _check_range("cluster_ratio", self.cluster_ratio, 0.0, 1.0)
+        if self.spk_mix is not None and self.cluster_ratio > 0:
+            raise OptionsError("cluster_ratio must be 0 with spk_mix (so-vits-svc does not mix clusters into a "
+                               "speaker mix)")
         if not isinstance(self.f0_method, str) or not self.f0_method:
             raise OptionsError(f"f0_method must be a predictor name, got {self.f0_method!r}")
 
