@@ -25,7 +25,13 @@ from timbre_fixtures import (  # noqa: E402
 from svc import ConvertOptions, VitsSvc  # noqa: E402
 from svc.errors import OptionsError, TimbreFileError  # noqa: E402
 from svc.slicer import Chunk  # noqa: E402
-from svc.timbre import KMeansModel, RetrievalModel, find_timbre_file, load_timbre_file  # noqa: E402
+from svc.timbre import (  # noqa: E402
+    KMeansModel,
+    RetrievalModel,
+    find_timbre_file,
+    load_timbre_file,
+    retrieval,  # noqa: E402
+)
 from svc.timbre.cluster import nearest_centre  # noqa: E402
 from svc.timbre.spk_mix import MixPlan, SpeakerMixTrack, mix_weights, parse_speaker_mix  # noqa: E402
 
@@ -119,7 +125,7 @@ def test_fixture_index_reads_as_faiss_reads_it(tmp_path):
     _assert_same_search(theirs[2], ours.index_of(2), random_features(200, 16, 9))
 
 
-def test_faiss_written_index_as_train_index_builds_it(tmp_path):
+def test_faiss_written_index_as_train_index_builds_it(tmp_path, monkeypatch):
     """An index built and pickled by faiss itself, the way so-vits-svc's utils.train_index does."""
     faiss = pytest.importorskip("faiss")
     rng = np.random.default_rng(0)
@@ -143,16 +149,21 @@ def test_faiss_written_index_as_train_index_builds_it(tmp_path):
     expected = 0.6 * np.sum(big[ix] * w[:, :, None], axis=1) + 0.4 * queries
     got = ours.mix(torch.from_numpy(queries).T, 0.6).T.numpy()
     assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
+    monkeypatch.setattr(retrieval, "USE_FAISS", False)
+    got = ours.mix(torch.from_numpy(queries).T, 0.6).T.numpy()
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
 def _assert_same_search(faiss_index, ours, queries):
+    """Both our searches (faiss on the validated bytes, and torch) find faiss's own neighbours."""
     d, ix = faiss_index.search(queries, 8)
     big = faiss_index.reconstruct_n(0, faiss_index.ntotal)
-    dist, rows = ours.search(torch.from_numpy(queries))
     valid = ix >= 0
-    assert np.array_equal(np.isinf(dist.numpy()), ~valid)
-    assert np.array_equal(ours.vectors[rows].numpy()[valid], big[ix][valid])
-    assert np.allclose(dist.numpy()[valid], d[valid], rtol=1e-5)
+    for search in (ours.search_faiss, ours.search_torch):
+        dist, rows = search(torch.from_numpy(queries))
+        assert np.array_equal(np.isinf(dist.numpy()), ~valid)
+        assert np.array_equal(ours.vectors[rows].numpy()[valid], big[ix][valid])
+        assert np.allclose(dist.numpy()[valid], d[valid], rtol=1e-5)
 
 
 def test_exact_match_gets_all_the_weight():

@@ -67,6 +67,17 @@ def test_matches_reference(session, model_dir, name):
     assert np.abs(plain - ours).max() > 0.05  # the control changes the output
 
 
+@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("retrieval")])
+def test_torch_search_matches_reference_too(session, model_dir, name, monkeypatch):
+    """Without faiss (or on a GPU) the torch search gives the same conversion."""
+    from svc.timbre import retrieval
+
+    monkeypatch.setattr(retrieval, "USE_FAISS", False)
+    expected = load_reference(DATA, name)
+    ours = convert(session, model_dir, name)
+    assert_close_to_reference(ours, expected[: len(ours)], min_snr_db=MIN_SNR_DB, max_rel=MAX_REL, what=name)
+
+
 @pytest.mark.parametrize("name, changes", [("kmeans_0.5", {"cluster_ratio": 0.45}),
                                            ("retrieval_0.7", {"cluster_ratio": 0.65})])
 def test_planted_wrong_ratio_is_rejected(session, model_dir, name, changes):
