@@ -329,3 +329,20 @@ def test_cli_flags_drive_the_timbre_settings(tmp_path, checkpoints_dir, pretrain
     assert err.startswith("error:") and "needs a cluster model" in err
     assert main([*common, "-o", str(tmp_path / "bad"), "--spk-mix", str(tmp_path / "nope.json")]) == 1
     assert "spk_mix file" in capsys.readouterr().err
+
+
+def test_file_kind_comes_from_the_content_not_the_name(tmp_path):
+    index = write_feature_index(tmp_path / "kmeans_10000.pt", [0], dim=8, n_vectors=80)
+    kmeans = write_kmeans(tmp_path / "feature_and_index.pkl", SPEAKERS, dim=8, n_clusters=3)
+    assert isinstance(load_timbre_file(index), RetrievalModel)
+    assert isinstance(load_timbre_file(kmeans), KMeansModel)
+
+
+def test_infer_help_names_the_flags(capsys):
+    from svc.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["infer", "-h"])
+    text = capsys.readouterr().out
+    for flag in ("--cluster FILE", "--cluster-ratio", "--spk-mix FILE"):
+        assert flag in text
