@@ -15,7 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import inspect  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -34,10 +36,12 @@ from svc.diffusion import SAMPLERS, DiffusionConfig  # noqa: E402
 from svc.errors import AudioError, OptionsError, SvcError  # noqa: E402
 from svc.f0 import F0_PREDICTORS, F0PredictorCache  # noqa: E402
 from svc.model_store import UPLOAD_PREFIX, ModelManager, save_uploaded_model  # noqa: E402
+from svc.model_tools import MERGE_MODES, describe, merge, parse_weights  # noqa: E402
 from svc.naming import output_filename  # noqa: E402
 from svc.options import ConvertOptions, check_option  # noqa: E402
 from svc.plots import F0Curve, plot_f0  # noqa: E402
 from svc.session import VitsSvc, describe_model_dir, list_model_dirs, model_label  # noqa: E402
+from svc.timbre import find_timbre_file  # noqa: E402
 from svc.weights import DEFAULT_PRETRAIN_DIR  # noqa: E402
 
 log = logging.getLogger("svc.webui")
@@ -60,7 +64,7 @@ LABELS = {"f0_method": "F0 predictor", "auto_f0": "Auto F0", "slice_db": "Slice 
           "cr_threshold": "Voicing threshold (crepe/rmvpe/fcpe)", "enhance": "NSF-HiFiGAN enhancer",
           "shallow_diffusion": "Shallow diffusion", "only_diffusion": "Only diffusion", "k_step": "Diffusion k-step",
           "second_encoding": "Diffusion: second encoding", "diffusion_method": "Diffusion sampler",
-          "diffusion_speedup": "Diffusion speedup"}
+          "diffusion_speedup": "Diffusion speedup", "cluster_ratio": "Timbre: cluster/index ratio"}
 MAIN_SETTINGS = ("transpose", "f0_method", "auto_f0", "slice_db", "noise_scale", "shallow_diffusion")
 CONFIG_SAMPLER = "config"  # the sampler dropdown's "as the diffusion model's config says"
 # Every other ConvertOptions field but the speaker is an advanced setting, in declaration order.
@@ -263,6 +267,8 @@ class WebApp:
         settings["diffusion_speedup"] = int(settings["diffusion_speedup"])
         if settings["diffusion_method"] in (CONFIG_SAMPLER, ""):
             settings["diffusion_method"] = None
+        settings["cluster"] = None  # the model folder's file; never a path typed into the page
+        settings["spk_mix"] = (settings.get("spk_mix") or "").strip() or None
         if settings["f0_method"] not in f0_predictor_names():
             raise OptionsError(f"unknown F0 predictor {settings['f0_method']!r}; choose one of "
                                f"{', '.join(f0_predictor_names())}")
@@ -350,6 +356,51 @@ class WebApp:
             curves.append(F0Curve(label, output_curve.times, output_curve.f0))
             players[index] = gr.update(value=str(out_path), visible=True, label=label)
         return *players, plot_f0(curves, title="F0 of each result (re-extracted from the output)")
+
+    # --- timbre and model tools ----------------------------------------------------------------
+
+    def timbre_controls(self, choice: LoadedChoice | None):
+        """The loaded model's cluster / index file (shown) and one mix-editor row per speaker."""
+        if choice is None:
+            return "load a model first", gr.update(value=[["", 0.0, 0.0]])
+        session = self.session_for(choice)
+        found = find_timbre_file(Path(choice.model_dir))
+        text = found.name if found else "none in the model folder (put kmeans_*.pt or feature_and_index.pkl there)"
+        return text, gr.update(value=[[name, 0.0, 0.0] for name in session.speakers])
+
+    def mix_from_table(self, rows) -> str:
+        """The mix editor's rows (speaker, weight at start, weight at end) as spk_mix JSON ('' = no mix)."""
+        rows = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
+        mix = {}
+        for row in rows:
+            if len(row) < 3 or not str(row[0] or "").strip():
+                continue
+            try:
+                start, end = float(row[1] or 0), float(row[2] or 0)
+            except (TypeError, ValueError):
+                raise OptionsError(f"mix weights must be numbers, got {row[1]!r} and {row[2]!r}") from None
+            if start or end:
+                mix[str(row[0]).strip()] = [[0.0, 1.0, start, end]]
+        return json.dumps(mix) if mix else ""
+
+    def merge_models(self, models: list[str] | None, weights: str, mode: str, name: str, progress: gr.Progress):
+        """Merge checkpoints/ models into checkpoints/<name>; returns a message and the refreshed model list."""
+        if not models or len(models) < 2:
+            raise SvcError("pick at least two models to merge")
+        name = (name or "").strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            raise OptionsError("name the merged model with letters, digits, '_', '-' or '.' (at most 64)")
+        target = self.checkpoints_dir / name
+        if target.exists():
+            raise SvcError(f"a model folder '{name}' already exists; choose another name")
+        paths = [self.model_path(m) for m in models]
+        progress(0.2, desc="merging")
+        try:
+            written = merge(paths, parse_weights(weights or ""), target, mode)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        return f"Merged into **{name}**: {describe(written)}", self.refresh(name)
 
     def analyze(self, audio: str | None, methods: list[str] | None, threshold: float, device: str | None,
                 progress: gr.Progress):
@@ -456,6 +507,8 @@ def build_demo(checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, pretrain_dir: 
                 _compare_tab(app, state, compare_speakers, settings, convert_in)
             with gr.Tab("Analyze", id="analyze", elem_id="tab_analyze"):
                 _analyze_tab(app, device_dd)
+            with gr.Tab("Merge", id="merge", elem_id="tab_merge"):
+                _merge_tab(app, model_dd)
         demo.load(app.banner_update, outputs=banner, api_visibility="private")
         demo.load(app.refresh, inputs=model_dd, outputs=model_dd, api_visibility="private")
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
@@ -508,6 +561,7 @@ def _convert_tab(app: WebApp, state: gr.State, speaker_dd: gr.Dropdown):
                                 buttons=["download"], elem_id="audio_in")
             speaker_dd.render()
             settings = {name: setting_component(name) for name in MAIN_SETTINGS}
+            settings.update(_timbre_section(app, state))
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                 for name in SETTING_NAMES:
                     if name not in settings:
@@ -552,6 +606,51 @@ def _compare_tab(app: WebApp, state: gr.State, speakers: gr.Dropdown, settings: 
     convert_shallow.input(lambda value: value, convert_shallow, shallow, api_visibility="private", queue=False)
     # The Convert tab's recording is the natural default here.
     convert_in.change(lambda path: path, convert_in, audio_in, api_visibility="private", queue=False)
+
+
+def _timbre_section(app: WebApp, state: gr.State) -> dict[str, gr.components.Component]:
+    """Cluster / index ratio and the speaker-mix editor: the ``cluster``, ``cluster_ratio`` and
+    ``spk_mix`` settings (the API takes spk_mix as JSON text; the editor writes it)."""
+    with gr.Accordion("Timbre: cluster / index and speaker mix", open=False, elem_id="timbre"):
+        cluster = gr.Textbox(label="Cluster model / feature index (from the model folder)", interactive=False,
+                             elem_id="opt_cluster")
+        ratio = setting_component("cluster_ratio")
+        gr.Markdown("**Speaker mix**: weights per speaker, changing linearly from the start of the recording to "
+                    "its end (all 0 = no mix; the Speaker choice is then ignored).")
+        table = gr.Dataframe(headers=["speaker", "weight at start", "weight at end"],
+                             datatype=["str", "number", "number"], value=[["", 0.0, 0.0]], type="array",
+                             column_count=3, interactive=True, elem_id="mix_table")
+        with gr.Row():
+            use_btn = gr.Button("Use this mix", elem_id="mix_use_btn", scale=1)
+            clear_btn = gr.Button("No mix", elem_id="mix_clear_btn", scale=1)
+        spk_mix = gr.Textbox(label="Speaker mix (JSON, so-vits-svc spk_mix_map form; empty = off)", lines=2,
+                             placeholder='{"alice": [[0, 1, 0.3, 0.3]], "bob": [[0, 1, 0.7, 0.7]]}',
+                             elem_id="opt_spk_mix")
+    state.change(event_handler(app.timbre_controls, "loaded"), state, [cluster, table], api_visibility="private")
+    use_btn.click(shows_errors(app.mix_from_table), table, spk_mix, api_name="mix_from_table")
+    clear_btn.click(lambda: "", None, spk_mix, api_visibility="private", queue=False)
+    return {"cluster": cluster, "cluster_ratio": ratio, "spk_mix": spk_mix}
+
+
+def _merge_tab(app: WebApp, model_dd: gr.Dropdown):
+    gr.Markdown("Weighted average of models with the same architecture (so-vits-svc's model mix). The result "
+                "is saved as a new model folder under checkpoints/.")
+    with gr.Row():
+        with gr.Column():
+            models = gr.Dropdown(app.model_choices(), multiselect=True, label="Models", elem_id="merge_models")
+            refresh_btn = gr.Button("↻ Refresh", elem_id="merge_refresh_btn")
+            weights = gr.Textbox("0.5,0.5", label="Weights (one per model, comma-separated)", elem_id="merge_weights")
+            mode = gr.Radio(list(MERGE_MODES), value="average", label="Mode",
+                            info="average: weights / their sum; linear: as given; softmax: the 4.1 UI's convex mode",
+                            elem_id="merge_mode")
+            name = gr.Textbox(label="Name of the merged model", elem_id="merge_name")
+            merge_btn = gr.Button("Merge", variant="primary", elem_id="merge_btn")
+        with gr.Column():
+            message = gr.Markdown(elem_id="merge_msg")
+    refresh_btn.click(lambda: gr.update(choices=app.model_choices()), None, models, api_visibility="private")
+    handler = event_handler(app.merge_models, "models", "weights", "mode", "name")
+    merge_btn.click(handler, [models, weights, mode, name], [message, model_dd], api_name="merge_models",
+                    concurrency_id=INFERENCE, concurrency_limit=_inference_limit())
 
 
 def _analyze_tab(app: WebApp, device_dd: gr.Dropdown):

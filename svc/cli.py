@@ -80,7 +80,44 @@ def _build_parser() -> argparse.ArgumentParser:
     f0.add_argument("--pretrain", type=Path)
     f0.add_argument("--plot", type=Path, help="save a PNG of the curve here")
     f0.set_defaults(func=_cmd_f0)
+    _add_model_tool_commands(sub)
     return parser
+
+
+def _add_model_tool_commands(sub: argparse._SubParsersAction) -> None:
+    from .model_tools import MERGE_MODES
+
+    merge = sub.add_parser("merge", help="weighted average of compatible models (so-vits-svc's model mix)")
+    merge.add_argument("models", nargs="+", type=Path, help="model folders or .pth files (two or more)")
+    merge.add_argument("--weights", required=True, help="one weight per model, e.g. 0.6,0.4")
+    merge.add_argument("--mode", choices=MERGE_MODES, default="average",
+                       help="average: weights / their sum (default); linear: as given; softmax: the 4.1 web UI's "
+                            "convex mode")
+    merge.add_argument("-o", "--output", required=True, type=Path,
+                       help="checkpoints/NAME folder (gets NAME.pth + config.json) or a .pth path")
+    merge.set_defaults(func=_cmd_merge)
+
+    compress = sub.add_parser("compress", help="drop the optimizer state and training-only weights of a G_*.pth")
+    compress.add_argument("input", type=Path, help="G_*.pth")
+    compress.add_argument("-o", "--output", required=True, type=Path, help="the .pth to write")
+    compress.add_argument("--half", action="store_true", help="store fp16 tensors (half the size)")
+    compress.set_defaults(func=_cmd_compress)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .model_tools import describe, merge, parse_weights
+
+    print(describe(merge(args.models, parse_weights(args.weights), args.output, args.mode)))
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from .model_tools import compress, describe
+
+    if args.output.resolve() == args.input.resolve():
+        raise SvcError(f"output '{args.output}' would overwrite the input; choose another -o path")
+    print(describe(compress(args.input, args.output, args.half)))
+    return 0
 
 
 # Short flags for the most used settings (so-vits-svc's inference_main.py spells them the same).
@@ -99,6 +136,8 @@ def _add_option_flags(parser: argparse.ArgumentParser, f0_choices: list[str]) ->
             group.add_argument(*flags, dest=f.name, action="store_true", help=help_text)
         elif f.name == "f0_method":
             group.add_argument(*flags, dest=f.name, default=default, choices=f0_choices, help=help_text)
+        elif f.metadata.get("path"):
+            group.add_argument(*flags, dest=f.name, default=None, metavar="FILE", help=help_text)
         elif f.name == "speaker":
             group.add_argument(*flags, dest=f.name, default=None, help=help_text)
         elif f.name == "diffusion_method":

@@ -30,3 +30,7 @@ class AudioError(SvcError):
 
 class OptionsError(SvcError):
     """A conversion setting is out of range or unknown."""
+
+
+class TimbreFileError(SvcError):
+    """A cluster model, feature index or speaker-mix file is missing, unsafe or does not fit the model."""

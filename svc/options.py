@@ -25,6 +25,11 @@ def _opt(default: Any, help: str, low: float | None = None, high: float | None =
     return field(default=default, metadata=metadata)
 
 
+def _path_opt(help: str) -> Any:
+    """A setting that names a file (the CLI takes a path, the API also the content)."""
+    return field(default=None, metadata={"help": help, "path": True})
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """Everything that controls one conversion (besides the model and the input).
@@ -56,6 +61,11 @@ class ConvertOptions:
     diffusion_method: str | None = _opt(None, "diffusion sampler (default: the diffusion model's config)")
     diffusion_speedup: int = _opt(0, "diffusion speedup: sampler steps = k_step // speedup "
                                      "(0 = the diffusion model's config; 1 = every step, DDPM)", 0, 500, 1)
+    cluster: str | None = _path_opt("kmeans_*.pt cluster model or feature_and_index.pkl feature index "
+                                    "(default: the one in the model's folder)")
+    cluster_ratio: float = _opt(0.0, "timbre: share of cluster / retrieved features mixed into the content (0 = off)",
+                                0.0, 1.0, 0.01)
+    spk_mix: str | dict | None = _path_opt("speaker mix over time: a JSON file {speaker: [[t0, t1, w0, w1], ...]}")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -71,6 +81,9 @@ class ConvertOptions:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not (0 <= self.seed < 2**63):
             raise OptionsError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.spk_mix is not None and self.cluster_ratio > 0:
+            raise OptionsError("cluster_ratio must be 0 with spk_mix (so-vits-svc does not mix clusters into a "
+                               "speaker mix)")
         if not isinstance(self.f0_method, str) or not self.f0_method:
             raise OptionsError(f"f0_method must be a predictor name, got {self.f0_method!r}")
         self._validate_diffusion()

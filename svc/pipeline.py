@@ -95,6 +95,20 @@ class SynthesizerLike(Protocol):
         ...
 
 
+class SpeakerMixTrackLike(Protocol):
+    def silence(self, n_samples: int) -> None: ...
+    def begin_chunk(self) -> None: ...
+    def take(self, n_frames: int, start_in_chunk: int | None = None) -> torch.Tensor:
+        """``[frames, n_speakers]`` speaker weights of the next piece (svc.timbre.spk_mix.SpeakerMixTrack)."""
+        ...
+
+
+class SpeakerMixLike(Protocol):
+    def track(self, chunks: list[Chunk], sr: int) -> SpeakerMixTrackLike:
+        """The weight timeline of one conversion's chunks (svc.timbre.spk_mix.MixPlan)."""
+        ...
+
+
 class EnhancerLike(Protocol):
     def enhance(self, audio: torch.Tensor, sr: int, f0: torch.Tensor | np.ndarray, hop: int,
                 adaptive_key: float = ...) -> torch.Tensor:
@@ -128,6 +142,8 @@ class SynthesisParts:
     # The model input is zero-padded at its end to a multiple of this many samples (cut off again
     # after synthesis): 3.0 models need whole content frames so units repeat exactly onto frames.
     sample_multiple: int = 1
+    content_mix: Callable[[torch.Tensor], torch.Tensor] | None = None  # svc.timbre.ContentMix (cluster ratio)
+    speaker_mix: SpeakerMixLike | None = None  # svc.timbre.spk_mix.MixPlan (options.spk_mix)
 
 
 class _Stopwatch:
@@ -162,11 +178,16 @@ def convert(
     voiced_done = 0
     tracks: list[F0Track] = []
     progress(0.0, "slicing done")
+    mix = parts.speaker_mix.track(chunks, sr) if parts.speaker_mix is not None else None
     for index, chunk in enumerate(chunks):
         if not chunk.is_speech:
+            if mix is not None:
+                mix.silence(chunk.end - chunk.start)
             continue  # silence stays silent: `out` is already zero there
         clip, overlap = _clip_lengths(options, chunk.end - chunk.start, sr)
         pieces = split_pieces(chunk.end - chunk.start, sr, clip, overlap)
+        if mix is not None:
+            mix.begin_chunk()
         spans = output_spans(pieces, sr, target_sr)
         rendered = []
         for number, (piece, span) in enumerate(zip(pieces, spans, strict=True), 1):
@@ -174,8 +195,9 @@ def convert(
             progress(voiced_done / voiced_total, text)
             start = chunk.start + piece.start
             report = _diffusion_reporter(progress, voiced_done / voiced_total, text) if parts.diffusion else None
+            speaker = _piece_speaker(mix, piece.start, auto=options.clip_seconds == 0 and len(pieces) > 1)
             piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock,
-                                                report)
+                                                report, speaker)
             rendered.append(fit_length(piece_audio, span.length))
             tracks.append(track)
             release_free_memory()
@@ -187,9 +209,19 @@ def convert(
     return ConversionResult(out, target_sr, chunks, tracks, clock.totals)
 
 
+def _piece_speaker(mix: SpeakerMixTrackLike | None, start_in_chunk: int,
+                   auto: bool) -> Callable[[int], torch.Tensor] | None:
+    """Per-frame speaker weights of a piece (speaker mix only): ``frames -> [frames, n_speakers]``.
+    Pieces of a stretch we split automatically are placed by time (so-vits-svc converts it whole)."""
+    if mix is None:
+        return None
+    return lambda frames: mix.take(frames, start_in_chunk if auto else None)
+
+
 def _convert_piece(
     piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch,
     diffusion_report: Callable[[int, int], None] | None = None,
+    speaker: Callable[[int], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, F0Track]:
     """Synthesise one voiced piece: the body of so-vits-svc's ``Svc.infer`` (plus its padding)."""
     target_sr, hop, device = parts.sampling_rate, parts.hop_length, parts.device
@@ -208,6 +240,9 @@ def _convert_piece(
     with clock.stage("encoder"):
         units = parts.encoder.encode(torch.from_numpy(wav), target_sr)
         c = repeat_expand(units[0].to(device), f0_t.shape[1], parts.unit_interpolate_mode)[None]
+    if parts.content_mix is not None:
+        with clock.stage("timbre"):
+            c = parts.content_mix(c)
     vol = None
     if parts.vol_embedding:
         with clock.stage("volume"):
@@ -218,6 +253,8 @@ def _convert_piece(
     if parts.model is not None:
         with clock.stage("synthesis"):
             sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
+            if speaker is not None:
+                sid = speaker(f0_t.shape[1]).to(device)  # [T, n_speakers] weights
             audio, f0_used = parts.model.infer(
                 c, f0_t, uv_t, sid,
                 noise_scale=options.noise_scale, seed=options.seed, predict_f0=options.auto_f0, vol=vol,

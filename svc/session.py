@@ -39,6 +39,8 @@ from .options import ConvertOptions
 from .pipeline import ConversionResult, Progress, SynthesisParts, convert
 from .precision import precision_dtype
 from .sovits3_api import SpeakerMap, float_to_int16, gradio_audio_to_float
+from .timbre import ContentMix, TimbreFileCache, check_dim, find_timbre_file
+from .timbre.spk_mix import MixPlan, parse_speaker_mix
 from .weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 
 logger = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ class VitsSvc:
         self._enhancer: Enhancer | None = None
         self._diffusion: DiffusionModel | None = None
         self.diffusion_files: DiffusionFiles | None = None  # found beside the model or given; loaded on use
+        self._timbre_files = TimbreFileCache()
         self._lock = threading.RLock()
 
     def set_device(self, device: str | torch.device) -> torch.device:
@@ -401,6 +404,8 @@ class VitsSvc:
             enhancer=enhancer,
             diffusion=self._diffusion_stage(options) if options.shallow_diffusion else None,
             sample_multiple=sovits3_sample_multiple(config.sampling_rate) if config.version == "3.0" else 1,
+            content_mix=self._content_mix(options),
+            speaker_mix=self._speaker_mix(options),
         )
 
     def _only_diffusion_parts(self, options: ConvertOptions) -> SynthesisParts:
@@ -458,6 +463,33 @@ class VitsSvc:
             options = options.with_(noise_scale=1.0)
         result = self.convert(wav, sr, options)
         return result.sampling_rate, float_to_int16(result.audio)
+
+    def _speaker_mix(self, options: ConvertOptions) -> MixPlan | None:
+        if options.spk_mix is None:
+            return None
+        config = self.config
+        mix = parse_speaker_mix(options.spk_mix, config.spk, config.model.n_speakers)
+        return MixPlan(mix, config.sampling_rate, config.hop_length, options.pad_seconds, options.clip_seconds,
+                       options.crossfade_seconds)
+
+    def timbre_file(self, options: ConvertOptions) -> Path | None:
+        """The cluster / index file a conversion with ``options`` uses: the given one, else the model folder's."""
+        if options.cluster:
+            return Path(options.cluster)
+        return find_timbre_file(self.model_path.parent) if self.model_path is not None else None
+
+    def _content_mix(self, options: ConvertOptions) -> ContentMix | None:
+        if options.cluster_ratio == 0:
+            return None  # like so-vits-svc: no file is read when the ratio is 0
+        path = self.timbre_file(options)
+        if path is None:
+            raise OptionsError(f"cluster_ratio {options.cluster_ratio} needs a cluster model (kmeans_*.pt) or "
+                               f"feature index (.pkl): pass one or put it in the model's folder")
+        model = self._timbre_files.get(path, self.device)
+        check_dim(model, self.config.model.ssl_dim)
+        sid = self.speaker_id(options.speaker)
+        name = next(n for n, i in self.config.spk.items() if i == sid)
+        return ContentMix(model, name, sid, options.cluster_ratio)
 
     def _half_encoder(self) -> bool:
         """Reduced precision on a GPU runs the speech encoder in half precision too."""

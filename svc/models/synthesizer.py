@@ -109,6 +109,15 @@ class SynthesizerTrn(nn.Module):
         """
         self.dec.set_precision(dtype)
 
+    def speaker_conditioning(self, g: torch.Tensor) -> torch.Tensor:
+        """``(1, gin, 1)`` for a speaker id ``[[sid]]``; ``(1, gin, T)`` for per-frame mix weights
+        ``[T, n_speakers]`` (float): ``sum_s w[t, s] * emb_g[s]``, so-vits-svc's character mix."""
+        if g.is_floating_point():
+            return (g[:, :, None] * self.emb_g.weight[None]).sum(dim=1).T[None]
+        if g.dim() == 1:
+            g = g.unsqueeze(0)
+        return self.emb_g(g).transpose(1, 2)
+
     @torch.inference_mode()
     def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor, g: torch.Tensor,
               noise_scale: float = 0.4, seed: int = 52468, predict_f0: bool = False,
@@ -116,7 +125,8 @@ class SynthesizerTrn(nn.Module):
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesize ``(audio (1, 1, T*hop), f0 (1, T))``.
 
-        ``c (1, ssl_dim, T)``, ``f0 (1, T)`` Hz, ``uv (1, T)``, ``g`` speaker id ``[[sid]]``,
+        ``c (1, ssl_dim, T)``, ``f0 (1, T)`` Hz, ``uv (1, T)``, ``g`` speaker id ``[[sid]]`` or
+        speaker-mix weights ``[T, n_speakers]`` (float),
         ``vol (1, T)`` (used only by vol_embedding models).  The noise comes from a fresh
         generator seeded with ``seed`` on every call (the same stream as the reference's
         ``torch.manual_seed(seed)``, without touching torch's global RNG); pass ``generator``
@@ -124,9 +134,7 @@ class SynthesizerTrn(nn.Module):
         """
         if generator is None:
             generator = torch.Generator(device=c.device).manual_seed(seed)
-        if g.dim() == 1:
-            g = g.unsqueeze(0)
-        g = self.emb_g(g).transpose(1, 2)
+        g = self.speaker_conditioning(g)
         x_mask = torch.ones(c.size(0), 1, c.size(2), device=c.device, dtype=c.dtype)
         x = self.pre(c) * x_mask + self.emb_uv(uv.long()).transpose(1, 2)
         if vol is not None and self.params.vol_embedding:
