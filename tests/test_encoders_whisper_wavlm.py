@@ -36,10 +36,10 @@ from svc.errors import WeightFileError  # noqa: E402
 REFERENCE = Path(__file__).parent / "data" / "encoders_b_reference.npz"
 WHISPER_SPEC = EncoderSpec("whisper-ppg", "medium.pt", 64, "test", "svc.encoders.whisper:load_whisper_ppg")
 WAVLM_SPEC = EncoderSpec("wavlmbase+", "WavLM-Base+.pt", 64, "test", "svc.encoders.wavlm:load_wavlm")
-# Stored reference features: float32 kernel noise across CPUs measured up to ~5e-7 x peak (Intel AMX:
-# 1.43e-6 on values of 2.7); the bound keeps a 20x margin.
-FEATURE_MIN_SNR_DB = 90.0
-FEATURE_MAX_REL = 1e-5
+# Stored reference features: float32 kernel noise across CPUs and kernel paths measured up to 106 dB,
+# 7.2e-6 x peak (ATEN_CPU_CAPABILITY=default); the bound keeps a 14x margin.
+FEATURE_MIN_SNR_DB = 85.0
+FEATURE_MAX_REL = 1e-4
 SHORT_CTX_DIMS = {**SMALL_WHISPER_DIMS, "n_audio_ctx": 150}  # 3-s windows: cheap stitching tests
 
 

@@ -16,6 +16,9 @@ from svc.enhancer import Enhancer, MelSpectrogram, adaptive_sample_rate  # noqa:
 from svc.enhancer_net import HifiganConfig  # noqa: E402
 from svc.errors import ConfigError, WeightFileError  # noqa: E402
 
+# Kernel noise across CPUs and kernel paths measured 108.6 dB, 1.14e-5 x peak (README; bit-exact on
+# the AMD machine that stored it); 17x margin.
+BOUNDS = {"min_snr_db": 90.0, "max_rel": 2e-4}
 REFERENCE = np.load(Path(__file__).parent / "data" / "enhancer_reference.npz")
 
 
@@ -34,8 +37,7 @@ def test_matches_reference_enhancer(enhancer: Enhancer, key: int) -> None:
     expected = REFERENCE[f"key{key}"]
     assert out.shape == (len(audio),)  # the reference's output is up to a hop shorter
     n = len(expected)
-    # bit-exact on the machine that stored it; bound = kernel noise across CPUs (README) x 10
-    assert_close_to_reference(out.numpy()[:n], expected, min_snr_db=70, max_rel=1e-4, what=f"enhancer key {key}")
+    assert_close_to_reference(out.numpy()[:n], expected, **BOUNDS, what=f"enhancer key {key}")
     assert torch.all(out[n:] == 0)
     np.testing.assert_array_equal(f0, f0_before)  # the caller's F0 is left alone
 

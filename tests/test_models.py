@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from model_fixtures import FRAMES, PARITY_CASES, make_checkpoint, make_inputs  # noqa: E402
-from reference_compare import assert_close_to_reference, assert_f0_close_to_reference  # noqa: E402
+from reference_compare import assert_close_to_reference, assert_f0_close_to_reference, snr_db  # noqa: E402
 
 from svc.checkpoint import load_generator  # noqa: E402
 from svc.config import ModelConfig  # noqa: E402
@@ -20,10 +20,15 @@ from svc.models import NsfHifiGan, f0_to_coarse  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 # Bounds = the worst float32 kernel noise measured across CPUs and kernel paths (README, "Running the
-# tests under other kernel paths") with a 10x margin; tests/test_reference_compare.py shows real bugs fail them.
-MIN_SNR_DB = 60.0
-MAX_REL = 3e-3
-F0_MAX_CENTS = 0.5  # the F0 decoder's output; kernel noise is < 0.01 cent
+# tests under other kernel paths": 94 dB, 4.8e-5 x peak) with a 20x margin; tests/test_reference_compare.py
+# shows that real bugs fail them.
+MIN_SNR_DB = 70.0
+MAX_REL = 1e-3
+# Auto F0: the predicted F0 drives the sine excitation, whose phase integrates any change (worst 74 dB,
+# 6.5e-4 x peak, from an F0 that moved 0.08 cent); 15x margin.  The F0 itself is held to 1 cent.
+PREDICT_F0_MIN_SNR_DB = 55.0
+PREDICT_F0_MAX_REL = 1e-2
+F0_MAX_CENTS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,8 @@ def test_matches_reference(model_dirs, case):
                             predict_f0=predict_f0, vol=x["vol"] if use_vol else None)
     expected = np.load(DATA / f"reference_{case}.npy")
     assert audio.shape == (1, 1, FRAMES * cfg["data"]["hop_length"])
-    assert_close_to_reference(audio.numpy(), expected, min_snr_db=MIN_SNR_DB, max_rel=MAX_REL, what=case)
+    bounds = (PREDICT_F0_MIN_SNR_DB, PREDICT_F0_MAX_REL) if predict_f0 else (MIN_SNR_DB, MAX_REL)
+    assert_close_to_reference(audio.numpy(), expected, min_snr_db=bounds[0], max_rel=bounds[1], what=case)
     if (DATA / f"reference_{case}_f0.npy").exists():
         assert_f0_close_to_reference(f0.numpy(), np.load(DATA / f"reference_{case}_f0.npy"), max_cents=F0_MAX_CENTS,
                                      what=f"{case} F0")
@@ -170,3 +176,22 @@ def test_vocoder_without_speaker_conditioning():
     assert not any(k.startswith("cond.") for k in voc.state_dict())
     out = voc(torch.randn(1, 8, 5), torch.full((1, 5), 200.0), generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 1, 5 * 16)
+
+
+def test_fp16_file_is_computed_in_fp32(tmp_path):
+    """A half-precision file (compress_model.py -hf) is upcast and computed in fp32 (README: deliberate
+    difference).  The reference casts the whole model and its inputs to fp16 and computes in half
+    precision even on the CPU: on this model that output is only 1.9 dB SNR from the fp32 computation
+    of the same weights (max abs 1.3; the sine excitation's phase is accumulated in fp16).  Ours equals
+    the reference computing those fp16 weights in fp32, within the usual float32 noise."""
+    folder = make_checkpoint(tmp_path / "half", "4.1", fp16=True)
+    model, cfg = _load(folder)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x = make_inputs(cfg)
+    audio, _ = model.infer(x["c"], x["f0"], x["uv"], x["g"], noise_scale=0.4, seed=52468)
+    assert_close_to_reference(audio.numpy(), np.load(DATA / "reference_4.1_fp16.npy"), min_snr_db=MIN_SNR_DB,
+                              max_rel=MAX_REL, what="fp16 file, fp32 compute")
+    half_compute = snr_db(audio.numpy(), np.load(DATA / "reference_4.1_fp16_half.npy"))
+    assert half_compute < 10, half_compute  # the documented difference: we do not copy fp16 compute
+    # rounding the weights to fp16 alone is a small change: 55 dB from the fp32 file's output
+    assert 45 < snr_db(audio.numpy(), np.load(DATA / "reference_4.1.npy")) < 70

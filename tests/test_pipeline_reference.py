@@ -22,17 +22,22 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pipeline_reference_fixtures import CASES, REFERENCE_FILE, case_input, load_reference, quantise16  # noqa: E402
-from reference_compare import assert_close_to_reference  # noqa: E402
+from reference_compare import assert_close_to_reference, assert_spectrum_close_to_reference  # noqa: E402
 
 from svc import VitsSvc  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / REFERENCE_FILE
-# Bounds = float32 kernel noise across CPUs and kernel paths (README) plus the 16-bit storage of the
-# expectation (<= 1.4e-5), with a 10x margin.  Auto F0 is looser at one spot only: a predicted F0 on a
-# coarse-pitch bin edge can move one frame's bin; the SNR bound still holds it to the same 60 dB.
-MIN_SNR_DB = 60.0
+# Bounds = float32 kernel noise across CPUs and kernel paths (README; worst 82.7 dB, 1.3e-4 x peak,
+# which includes the 16-bit storage of the expectation) with a 10x margin.
+MIN_SNR_DB = 70.0
 MAX_REL = 2e-3
-MAX_REL_AUTO_F0 = 2e-2
+# With auto F0 the predicted F0 drives the sine excitation, whose phase integrates it: a kernel-noise
+# change of 0.08 cent in the F0 grows into sample errors up to 0.075 x peak over a 1.2 s piece (42.5 dB,
+# ATEN_CPU_CAPABILITY=default) while the sound is the same.  So this case compares STFT magnitudes
+# (phase-blind); the model-level auto-F0 tests compare the predicted F0 itself in cents.
+# Measured worst 46 dB; a real bug such as noise scale 0.42 instead of 0.40 gives 30 dB, an F0 one frame
+# late 23 dB (tests/test_reference_compare.py), so the bound sits between them.
+MIN_SPECTRAL_SNR_AUTO_F0 = 37.0
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +59,12 @@ def test_matches_reference_pipeline(sessions, name):
     # ours is exactly as long as the input; the reference's float ceil per chunk can add samples
     assert len(result.audio) == -(-len(wav) * 44100 // sr)
     assert len(expected) == len(result.audio) + case.reference_extra
-    max_rel = MAX_REL_AUTO_F0 if case.options.get("auto_f0") else MAX_REL
-    assert_close_to_reference(result.audio, expected[: len(result.audio)], min_snr_db=MIN_SNR_DB, max_rel=max_rel,
-                              what=name)
+    if case.options.get("auto_f0"):
+        assert_spectrum_close_to_reference(result.audio, expected[: len(result.audio)],
+                                           min_snr_db=MIN_SPECTRAL_SNR_AUTO_F0, what=name)
+    else:
+        assert_close_to_reference(result.audio, expected[: len(result.audio)], min_snr_db=MIN_SNR_DB,
+                                  max_rel=MAX_REL, what=name)
     assert np.abs(expected).max() > 0.3  # a real signal, not a trivially matching silence
 
 

@@ -21,12 +21,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 import test_encoders_whisper_wavlm as whisper_tests  # noqa: E402
+import test_enhancer as enhancer_tests  # noqa: E402
 import test_f0 as f0_tests  # noqa: E402
 import test_models as model_tests  # noqa: E402
 import test_pipeline_reference as pipeline_tests  # noqa: E402
 from model_fixtures import make_checkpoint, make_inputs  # noqa: E402
 from pipeline_reference_fixtures import CASES, case_input, load_reference  # noqa: E402
-from reference_compare import assert_close_to_reference, assert_f0_close_to_reference, snr_db  # noqa: E402
+from reference_compare import (  # noqa: E402
+    assert_close_to_reference,
+    assert_f0_close_to_reference,
+    assert_spectrum_close_to_reference,
+    snr_db,
+)
 
 from svc import VitsSvc  # noqa: E402
 from svc import pipeline as pipeline_module  # noqa: E402
@@ -45,6 +51,29 @@ def rejects(actual: np.ndarray, expected: np.ndarray, **bounds) -> bool:
     except AssertionError:
         return True
     return False
+
+
+def spectrum_rejects(actual: np.ndarray, expected: np.ndarray, **bounds) -> bool:
+    try:
+        assert_spectrum_close_to_reference(actual, expected, **bounds)
+    except AssertionError:
+        return True
+    return False
+
+
+def _make_f0_late(session, monkeypatch) -> None:
+    """Make the session's F0 predictors return F0 one frame late (an off-by-one in framing)."""
+    real = session._f0_predictors.get
+
+    class Late:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def compute_f0_uv(self, x, p_len=None):
+            f0, uv = self.inner.compute_f0_uv(x, p_len)
+            return np.roll(f0, 1), np.roll(uv, 1)
+
+    monkeypatch.setattr(session._f0_predictors, "get", lambda *a, **k: Late(real(*a, **k)))
 
 
 def f0_rejects(actual: np.ndarray, expected: np.ndarray, **bounds) -> bool:
@@ -165,18 +194,23 @@ def test_pipeline_wrong_resampler_fails(pipeline_case, monkeypatch):
 
 def test_pipeline_f0_one_frame_late_fails(pipeline_case, monkeypatch):
     session, wav, sr, expected = pipeline_case
-    real = session._f0_predictors.get
-
-    class Late:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def compute_f0_uv(self, x, p_len=None):
-            f0, uv = self.inner.compute_f0_uv(x, p_len)
-            return np.roll(f0, 1), np.roll(uv, 1)
-
-    monkeypatch.setattr(session._f0_predictors, "get", lambda *a, **k: Late(real(*a, **k)))
+    _make_f0_late(session, monkeypatch)
     assert rejects(_convert(session, wav, sr), expected, **PIPELINE_BOUNDS)
+
+
+@pytest.mark.parametrize("bug", ["noise_scale", "f0_late"])
+def test_pipeline_auto_f0_planted_errors_fail(pipeline_case, monkeypatch, bug):
+    session = pipeline_case[0]
+    wav, sr = case_input("auto_f0")
+    expected = load_reference(pipeline_tests.DATA, "auto_f0")
+    options = CASES["auto_f0"].convert_options()
+    bound = {"min_snr_db": pipeline_tests.MIN_SPECTRAL_SNR_AUTO_F0}
+    assert not spectrum_rejects(session.convert(wav, sr, options).audio, expected, **bound)
+    if bug == "noise_scale":
+        options = options.with_(noise_scale=0.42)
+    else:
+        _make_f0_late(session, monkeypatch)
+    assert spectrum_rejects(session.convert(wav, sr, options).audio, expected, **bound)
 
 
 def test_pipeline_transpose_rounding_fails(pipeline_case):
@@ -222,7 +256,7 @@ def test_feature_planted_errors_fail():
 def test_enhancer_planted_errors_fail():
     reference = np.load(DATA / "enhancer_reference.npz")
     expected = reference["key0"]
-    bounds = {"min_snr_db": 70, "max_rel": 1e-4}
+    bounds = enhancer_tests.BOUNDS
     assert not rejects(expected.copy(), expected, **bounds)
     assert rejects(np.roll(expected, 512), expected, **bounds)
     assert rejects(reference["key3"][: len(expected)], expected, **bounds)  # the wrong adaptive key

@@ -23,8 +23,8 @@ def test_volume_matches_reference(hop: int) -> None:
     expected = np.load(DATA / f"volume_ref_hop{hop}.npy")
     got = extract_volume(wav[None], hop)
     assert got.shape == (len(wav) // hop,) == expected.shape
-    # an RMS per frame: float32 summation order is the only noise (< 1e-6 x peak)
-    assert_close_to_reference(got.numpy(), expected, min_snr_db=100, max_rel=1e-5, what=f"volume hop {hop}")
+    # an RMS per frame: float32 summation order is the only noise (measured 143 dB, 1.4e-7 x peak)
+    assert_close_to_reference(got.numpy(), expected, min_snr_db=110, max_rel=1e-5, what=f"volume hop {hop}")
     assert torch.equal(extract_volume(wav, hop), got)
 
 
@@ -49,7 +49,8 @@ def test_change_rms_matches_reference(rate: float) -> None:
     before = out.copy()
     tensor = torch.from_numpy(out)
     got = change_rms(src, sr1, tensor, sr2, rate)
-    assert_close_to_reference(got.numpy(), expected, min_snr_db=90, max_rel=1e-5, what=f"change_rms {rate}")
+    # measured 142 dB, 2.8e-7 x peak across kernel paths
+    assert_close_to_reference(got.numpy(), expected, min_snr_db=110, max_rel=1e-5, what=f"change_rms {rate}")
     np.testing.assert_array_equal(out, before)  # the input is not modified
 
 

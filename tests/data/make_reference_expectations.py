@@ -51,8 +51,9 @@ def import_reference(path: str):
     return models
 
 
-def run_case(ref_models, variant: str, predict_f0: bool, use_vol: bool, workdir: Path):
-    model_dir = make_checkpoint(workdir / variant, variant, enc_q=True)
+def run_case(ref_models, variant: str, predict_f0: bool, use_vol: bool, workdir: Path, fp16: bool = False,
+             half_compute: bool = False):
+    model_dir = make_checkpoint(workdir / variant, variant, enc_q=True, fp16=fp16)
     cfg = json.loads((model_dir / "config.json").read_text())
     net = ref_models.SynthesizerTrn(
         cfg["data"]["filter_length"] // 2 + 1, cfg["train"]["segment_size"] // cfg["data"]["hop_length"],
@@ -62,6 +63,11 @@ def run_case(ref_models, variant: str, predict_f0: bool, use_vol: bool, workdir:
     net.load_state_dict(state, strict=True)
     net.eval()
     x = make_inputs(cfg, FRAMES)
+    if half_compute:
+        # what the reference's utils.load_checkpoint does with an fp16 file: the whole model is cast
+        # to the file's dtype, so it computes in half precision even on the CPU
+        net = net.half()
+        x = {k: v.half() if v.is_floating_point() else v for k, v in x.items()}
     torch.manual_seed(SEED)
     with torch.no_grad():
         if variant == "4.0":
@@ -89,6 +95,14 @@ def main() -> None:
                 if predict_f0 and f0 is not None:
                     np.save(DATA / f"reference_{case}_f0.npy", f0.numpy().astype(np.float32).reshape(-1))
                 print(case, tuple(audio.shape), float(audio.abs().max()))
+            if version == "4.1":
+                # an fp16 file (compress_model.py -hf): computed in fp32 from its weights, and as the
+                # reference computes it (in half precision)
+                for name, half in (("4.1_fp16", False), ("4.1_fp16_half", True)):
+                    audio, _ = run_case(ref_models, "4.1", False, False, Path(tmp) / name, fp16=True,
+                                        half_compute=half)
+                    np.save(DATA / f"reference_{name}.npy", audio.float().numpy().reshape(-1))
+                    print(name, tuple(audio.shape), float(audio.abs().max()))
 
 
 if __name__ == "__main__":
