@@ -80,9 +80,8 @@ def main() -> None:
                         results["e2e"] += measure_e2e([seconds], [method], [precision], args.e2e_threads, 3, device)
                         save()
         if "diffusion" in args.only:
-            results["diffusion"] += measure_diffusion(args.e2e_threads, 3 if args.quick else args.repeats, device,
-                                                      quick=args.quick)
-            save()
+            measure_diffusion(args.e2e_threads, args.repeats, device, quick=args.quick,
+                              on_row=lambda row: (results["diffusion"].append(row), save()))
     if "load" in args.only:
         torch.set_num_threads(2)
         results["load"] = measure_load(args.repeats)

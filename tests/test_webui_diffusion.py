@@ -95,8 +95,9 @@ def test_the_switch_in_the_browser(server, song):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(120_000)  # generous: the page is slow to start on a loaded 2-CPU machine
         page.goto(server)
+        page.wait_for_selector("#convert_btn", timeout=180_000)
         page.locator("#model_dd input").click()
         page.get_by_role("option", name="tiny41").click()
         page.wait_for_selector("#model_info :text('Diffusion model')")

@@ -1,8 +1,8 @@
 """Shallow diffusion (so-vits-svc 4.1): a mel diffusion model that refines, or replaces, the generator's output.
 
 ``loading`` finds and loads ``model_N.pt`` + ``config.yaml``; ``model`` and ``wavenet`` are the
-network; ``samplers`` is the one table of samplers; ``stage`` runs one piece.  The mel and the
-vocoder are the enhancer's NSF-HiFiGAN (``svc.enhancer``).
+network; ``samplers`` is the one table of samplers; ``mel`` is the vocoder's mel domain (the
+enhancer's NSF-HiFiGAN, ``svc.enhancer``, reused); ``stage`` runs one piece.
 """
 
 from .config import DiffusionConfig

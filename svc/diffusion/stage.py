@@ -17,9 +17,8 @@ from ..errors import OptionsError
 from ..features import repeat_expand
 from ..volume import extract_volume
 from .loading import DiffusionModel
+from .mel import audio_to_mel, mel_to_audio
 from .samplers import Sampler, StepReport, get_sampler
-
-LOG10_SCALE = 0.434294  # vocoder.type nsf-hifigan-log10 takes log10 mels
 
 
 @dataclass
@@ -93,15 +92,13 @@ class DiffusionStage:
         if gan_audio is None:
             x = torch.randn(mel_shape, generator=generator, device=device)
         else:
-            mel = self.vocoder.mel(gan_audio.float()[None].to(device))
+            mel = audio_to_mel(self.vocoder, gan_audio).to(device)
             x0 = decoder.norm_spec(mel)[:, None]
             noise = torch.randn(x0.shape, generator=generator, device=device)
             x = decoder.q_sample(x0, self.k_step - 1, noise)
         x = self.sampler.sample(decoder, x, cond, self.k_step, self.speedup, generator, report)
         mel = decoder.denorm_spec(x[:, 0])
-        if self.model.config.vocoder_type == "nsf-hifigan-log10":
-            mel = LOG10_SCALE * mel
-        return self.vocoder.net(mel, f0[:, : mel.shape[-1]], generator=generator).reshape(-1)
+        return mel_to_audio(self.vocoder, mel, f0, generator, self.model.config.vocoder_type)
 
     def _units(self, wav: torch.Tensor, gan_audio: torch.Tensor | None, sr: int, units: torch.Tensor,
                frames: int) -> torch.Tensor:
