@@ -30,3 +30,7 @@ class AudioError(SvcError):
 
 class OptionsError(SvcError):
     """A conversion setting is out of range or unknown."""
+
+
+class DatasetError(SvcError):
+    """A training dataset or run folder cannot be used."""

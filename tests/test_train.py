@@ -1,0 +1,240 @@
+"""Training: prepare a synthetic two-speaker dataset, train a small model, checkpoint, resume, convert.
+
+The model is smaller than so-vits-svc's tiny template (a few hundred thousand parameters) and
+the discriminator's channels are divided by 16, so 30 steps take seconds on a CPU; the
+checkpoint layout of the full-size discriminator is checked separately.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from model_fixtures import make_state_dict
+from train_fixtures import SR, adamw_state, reference_discriminator_shapes, voice, write_dataset
+
+from svc.cli import main
+from svc.errors import DatasetError
+from svc.train.checkpoints import latest_pair, load_checkpoint
+from svc.train.config import RunConfig, build_config
+from svc.train.dataset import ClipDataset, feature_paths
+from svc.train.loop import RunOptions, Trainer
+from svc.train.model import MultiPeriodDiscriminator, TrainGenerator
+from svc.train.prepare import PrepareOptions, prepare
+from svc.train.weight_norm import to_reference_keys
+
+SMALL_MODEL = {"inter_channels": 16, "hidden_channels": 32, "filter_channels": 64, "n_layers": 2,
+               "upsample_initial_channel": 64, "gin_channels": 32}
+SMALL_TRAIN = {"segment_size": 2560, "batch_size": 2, "learning_rate": 1e-3, "log_interval": 1}
+STEPS = 30
+FAST = {"device": "cpu", "workers": 0, "discriminator_divisor": 16, "val_samples": 1}
+
+
+def make_small(run_dir) -> None:
+    """Shrink a prepared run's model and segment so that training steps are cheap."""
+    path = run_dir / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["model"].update(SMALL_MODEL)
+    cfg["train"].update(SMALL_TRAIN)
+    path.write_text(json.dumps(cfg, indent=2))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, pretrain_dir):
+    root = tmp_path_factory.mktemp("train")
+    dataset = write_dataset(root / "dataset")
+    options = PrepareOptions(template="tiny", speech_encoder="vec256l9", f0_method="pm", pretrain_dir=pretrain_dir)
+    report = prepare(dataset, root / "run", options)
+    config = json.loads((root / "run" / "config.json").read_text())
+    return {"root": root, "dataset": dataset, "run": root / "run", "report": report, "config": config,
+            "options": options}
+
+
+@pytest.fixture(scope="module")
+def trained(prepared):
+    run = prepared["run"]
+    make_small(run)
+    result = Trainer(run, RunOptions(max_steps=STEPS, eval_interval=15, **FAST)).run()
+    return {**prepared, "result": result}
+
+
+def test_prepare_writes_a_41_config_features_and_filelists(prepared):
+    cfg, report, run = prepared["config"], prepared["report"], prepared["run"]
+    assert report.speakers == ["alto", "bass"] and report.skipped == []
+    assert cfg["spk"] == {"alto": 0, "bass": 1} and cfg["model"]["n_speakers"] == 2
+    # The tiny template with a 256-dim encoder, as preprocess_flist_config.py --tiny writes it.
+    assert cfg["model"]["speech_encoder"] == "vec256l9"
+    assert cfg["model"]["ssl_dim"] == cfg["model"]["gin_channels"] == 256
+    assert cfg["model"]["filter_channels"] == 512 and cfg["model"]["upsample_initial_channel"] == 400
+    assert cfg["model"]["use_depthwise_conv"] and cfg["model"]["flow_share_parameter"]
+    assert cfg["train"]["segment_size"] == 10240 and cfg["train"]["c_mel"] == 45
+    assert len(report.train) == 4 and len(report.val) == 2  # one validation clip per speaker
+    listed = (run / "filelists" / "train.txt").read_text().split()
+    assert sorted(listed) == sorted(report.train)
+    hop = cfg["data"]["hop_length"]
+    for rel in report.train + report.val:
+        wav, sr = sf.read(run / rel)
+        files = feature_paths(run / rel)
+        f0, uv = np.load(files["f0"])
+        spec = torch.load(files["spec"])
+        units = torch.load(files["soft"])
+        assert sr == SR and len(f0) == len(wav) // hop == spec.shape[1]
+        assert spec.shape[0] == 1025 and units.shape[:2] == (1, 256)
+        assert set(np.unique(uv)) <= {0.0, 1.0} and uv.mean() > 0.8  # the tones are voiced
+        assert len(np.load(files["vol"])) == len(f0)
+        assert abs(float(np.abs(wav).max()) - 0.98) < 1e-3  # peak-normalised
+
+
+def test_prepare_again_skips_finished_work(prepared):
+    report = prepare(prepared["dataset"], prepared["run"], prepared["options"])
+    assert report.features_computed == 0 and len(report.train) == 4
+
+
+def test_prepare_reports_and_skips_bad_files(tmp_path, pretrain_dir, capsys):
+    dataset = write_dataset(tmp_path / "data", clips_per_speaker=2, seconds=0.6)
+    bad = dataset / "alto"
+    sf.write(bad / "silent.wav", np.zeros(SR, np.float32), SR)
+    sf.write(bad / "short.wav", voice(0.15, 220, (800.0,), 1), SR)
+    clipped = np.clip(4 * voice(0.6, 220, (800.0,), 2), -1, 1)
+    sf.write(bad / "clipped.wav", clipped, SR)
+    (bad / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    code = main(["train", "prepare", str(dataset), "-o", str(tmp_path / "run"), "--template", "tiny",
+                 "--speech-encoder", "vec256l9", "--f0", "pm", "--pretrain", str(pretrain_dir), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    reasons = {line.split(":")[0]: line for line in err.splitlines() if line.startswith("skipped")}
+    assert "silent" in reasons["skipped alto/silent.wav"]
+    assert "too short" in reasons["skipped alto/short.wav clip 0"]
+    assert "clipped" in reasons["skipped alto/clipped.wav"]
+    assert "unreadable" in reasons["skipped alto/broken.wav"]
+    assert "2 training and 2 validation clips" in out
+
+
+def test_prepare_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(DatasetError, match="does not exist"):
+        prepare(tmp_path / "missing", tmp_path / "run")
+    (tmp_path / "empty" / "alto").mkdir(parents=True)
+    code = main(["train", "prepare", str(tmp_path / "empty"), "-o", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "no speaker folders with audio" in err
+    code = main(["train", "run", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert code == 1 and "train prepare" in err
+
+
+def test_training_lowers_the_mel_loss_and_writes_checkpoints(trained):
+    result, run = trained["result"], trained["run"]
+    assert result.start_step == 0 and result.step == STEPS and len(result.history) == STEPS
+    for record in result.history:
+        assert all(math.isfinite(record[k]) for k in ("loss_d", "loss_g", "loss_fm", "loss_mel", "loss_kl",
+                                                      "loss_lf0"))
+    mel = [r["loss_mel"] for r in result.history]
+    assert np.mean(mel[-3:]) < mel[0] - 1.0, mel
+    assert latest_pair(run) == STEPS
+    assert sorted(p.name for p in run.glob("[GD]_*.pth")) == ["D_15.pth", "D_30.pth", "G_15.pth", "G_30.pth"]
+    assert (run / "losses.csv").read_text().count("\n") == STEPS + 1
+    assert (run / "losses.png").stat().st_size > 1000
+    assert any(run.glob("events.out.tfevents.*")) and any((run / "eval").glob("events.out.tfevents.*"))
+    assert list((run / "eval").glob("*_generated.wav"))
+
+
+def test_generator_checkpoint_has_the_41_layout(trained):
+    run = trained["run"]
+    saved = torch.load(run / f"G_{STEPS}.pth", weights_only=True)
+    assert set(saved) == {"model", "iteration", "optimizer", "learning_rate"}
+    assert saved["learning_rate"] == SMALL_TRAIN["learning_rate"] and saved["iteration"] >= 1
+    cfg = json.loads((run / "config.json").read_text())
+    expected = make_state_dict(cfg, enc_q=True)  # the reference's keys (weight_g/weight_v, enc_q included)
+    state = saved["model"]
+    assert set(state) == set(expected)
+    assert all(state[k].shape == expected[k].shape and state[k].dtype == torch.float32 for k in expected)
+    # The shared flow network is one tensor under both names, as in so-vits-svc.
+    assert state["flow.wn.in_layers.0.depth_conv.weight_v"].data_ptr() == \
+        state["flow.flows.0.enc.in_layers.0.depth_conv.weight_v"].data_ptr()
+    optim = saved["optimizer"]
+    n_params = len({t.data_ptr() for t in state.values()})
+    assert len(optim["param_groups"][0]["params"]) == n_params == len(optim["state"])
+
+
+def test_discriminator_has_the_41_layout():
+    with torch.device("meta"):
+        net_d = MultiPeriodDiscriminator()
+    state = to_reference_keys(net_d.state_dict())
+    expected = reference_discriminator_shapes()
+    assert list(state) == list(expected)
+    assert all(tuple(state[k].shape) == expected[k] for k in expected)
+
+
+def test_resume_continues_at_the_saved_step_with_the_saved_optimizer(trained):
+    run = trained["run"]
+    trainer = Trainer(run, RunOptions(max_steps=STEPS + 2, **FAST))
+    assert trainer.step == STEPS and trainer.resumed_from == run / f"G_{STEPS}.pth"
+    saved = torch.load(run / f"G_{STEPS}.pth", weights_only=True)["optimizer"]["state"]
+    live = trainer.optim_g.state_dict()["state"]
+    assert set(live) == set(saved)
+    for i in (0, len(saved) // 2, len(saved) - 1):
+        assert torch.equal(live[i]["exp_avg"], saved[i]["exp_avg"]) and float(live[i]["step"]) == STEPS
+    result = trainer.run()
+    assert result.start_step == STEPS and result.step == STEPS + 2 and latest_pair(run) == STEPS + 2
+
+
+def test_reference_layout_checkpoints_resume_here(tmp_path, trained):
+    """G_N/D_N files as so-vits-svc writes them (reference key order, AdamW state by that order)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run, ignore=shutil.ignore_patterns("[GD]_*.pth", "events*", "eval"))
+    cfg = RunConfig.from_json(run / "config.json")
+    t = cfg.train
+    order = list(to_reference_keys(TrainGenerator(cfg.model.model, t.spec_channels, t.segment_frames).state_dict()))
+    g_state = make_state_dict(cfg.raw, seed=3, enc_q=True)
+    g_state = {k: g_state[k] for k in order}  # so-vits-svc saves in its module order
+    unique = list({v.data_ptr(): v for v in g_state.values()}.values())
+    torch.save({"model": g_state, "iteration": 7, "learning_rate": 1e-4,
+                "optimizer": adamw_state([tuple(v.shape) for v in unique], 400)}, run / "G_400.pth")
+    d_shapes = {k: s for k, s in reference_discriminator_shapes().items()}
+    gen = torch.Generator().manual_seed(5)
+    d_state = {k: 0.01 * torch.randn(s, generator=gen) for k, s in d_shapes.items()}
+    torch.save({"model": d_state, "iteration": 7, "learning_rate": 1e-4,
+                "optimizer": adamw_state(list(d_shapes.values()), 400, seed=1)}, run / "D_400.pth")
+    net_g = TrainGenerator(cfg.model.model, t.spec_channels, t.segment_frames)
+    optim = torch.optim.AdamW(net_g.parameters(), 1e-4)
+    loaded = load_checkpoint(run / "G_400.pth", net_g, optim)
+    assert loaded.missing == [] and loaded.optimizer_restored and loaded.iteration == 7
+    weight = net_g.dec.conv_post.weight  # g * v / ||v|| from the file's weight_g / weight_v
+    expected = torch._weight_norm(g_state["dec.conv_post.weight_v"], g_state["dec.conv_post.weight_g"], 0)
+    assert torch.allclose(weight, expected)
+    net_d = MultiPeriodDiscriminator()
+    optim_d = torch.optim.AdamW(net_d.parameters(), 1e-4)
+    loaded_d = load_checkpoint(run / "D_400.pth", net_d, optim_d)
+    assert loaded_d.missing == [] and loaded_d.optimizer_restored
+
+
+def test_trained_model_converts_through_the_pipeline(trained, pretrain_dir):
+    from svc import ConvertOptions, VitsSvc
+
+    session = VitsSvc(device="cpu", pretrain_dir=pretrain_dir)
+    session.load(trained["run"] / f"G_{STEPS}.pth")
+    assert session.speakers == ["alto", "bass"]
+    wav = voice(0.7, 180.0, (700.0, 1100.0), 4)
+    result = session.convert(wav, SR, ConvertOptions(speaker="bass", f0_method="pm"))
+    audio = np.asarray(result.audio)
+    assert audio.shape[-1] == len(wav) and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+def test_build_config_follows_preprocess_rules():
+    cfg = build_config("default", ["a", "b", "c"], "whisper-ppg", vol_embedding=True)
+    assert cfg["model"]["ssl_dim"] == cfg["model"]["gin_channels"] == cfg["model"]["filter_channels"] == 1024
+    assert cfg["model"]["n_speakers"] == 3 and cfg["train"]["vol_aug"] and cfg["model"]["vol_embedding"]
+    tiny = build_config("tiny", ["a"], "vec768l12")
+    assert tiny["model"]["filter_channels"] == 512 and tiny["model"]["gin_channels"] == 768
+
+
+def test_dataset_batches_have_aligned_frames(prepared):
+    cfg = RunConfig.from_json(prepared["run"] / "config.json")
+    clip = ClipDataset(prepared["run"], "train.txt", cfg).load(0)
+    hop = cfg.train.hop_length
+    assert clip.c.shape[1] == clip.f0.shape[0] == clip.spec.shape[1] == clip.audio.shape[1] // hop
