@@ -67,10 +67,13 @@ def reference_discriminator_shapes() -> dict[str, tuple[int, ...]]:
 
 
 def adamw_state(shapes: list[tuple[int, ...]], steps: int, seed: int = 0) -> dict:
-    """An AdamW ``state_dict`` after ``steps`` steps for parameters of ``shapes`` (random moments)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {i: {"step": torch.tensor(float(steps)), "exp_avg": 1e-3 * torch.randn(s, generator=gen),
-                 "exp_avg_sq": 1e-6 * torch.rand(s, generator=gen)} for i, s in enumerate(shapes)}
+    """An AdamW ``state_dict`` after ``steps`` steps for parameters of ``shapes``.
+
+    Each moment tensor is filled with a value that identifies its parameter index, so a
+    loader that pairs states with the wrong parameters is caught by the values, not only shapes.
+    """
+    state = {i: {"step": torch.tensor(float(steps)), "exp_avg": torch.full(s, 1e-3 * (i + seed + 1)),
+                 "exp_avg_sq": torch.full(s, 1e-6 * (i + 1))} for i, s in enumerate(shapes)}
     group = {"lr": 1e-4, "betas": (0.8, 0.99), "eps": 1e-9, "weight_decay": 0.01, "amsgrad": False,
              "maximize": False, "foreach": None, "capturable": False, "differentiable": False, "fused": None,
              "decoupled_weight_decay": True, "initial_lr": 1e-4, "params": list(range(len(shapes)))}

@@ -44,6 +44,10 @@ def add_train_commands(train: argparse.ArgumentParser) -> None:
                      help="mixed precision: bf16 or fp16 autocast on GPUs (default fp32)")
     run.add_argument("--workers", type=int, help="data loader processes (default: up to 4)")
     run.add_argument("--pretrain", type=Path, help="folder with base models G_0.pth / D_0.pth to fine-tune from")
+    run.add_argument("--val-samples", type=int, default=4, help="validation clips rendered per evaluation (default 4)")
+    run.add_argument("--discriminator-divisor", type=int, default=1,
+                     help="divide the discriminator's channels (quick trials and tests; such D files do not "
+                          "fit so-vits-svc's; default 1 = the 4.1 discriminator)")
     run.set_defaults(func=_cmd_run)
 
 
@@ -69,7 +73,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     options = RunOptions(max_steps=args.max_steps, eval_interval=args.eval_interval, batch_size=args.batch_size,
                          log_interval=args.log_interval, device=args.device, precision=args.precision,
-                         workers=args.workers, pretrain_dir=args.pretrain)
+                         workers=args.workers, pretrain_dir=args.pretrain, val_samples=args.val_samples,
+                         discriminator_divisor=args.discriminator_divisor)
 
     def show(record: dict) -> None:
         if record.get("kind") == "losses":

@@ -103,7 +103,8 @@ class Trainer:
         if len(self.train_set) == 0:
             raise DatasetError(f"'{self.run_dir}/filelists/train.txt' lists no clips; run 'train prepare' first")
         self.val_set = ClipDataset(self.run_dir, "val.txt", self.cfg, augment=False)
-        self.log = TrainLog(self.run_dir, t.sampling_rate, listener) if self.rank == 0 else None
+        self.listener = listener
+        self.log: TrainLog | None = None  # opened by run(), on rank 0
 
     # --- setup -------------------------------------------------------------------------------------
 
@@ -142,6 +143,8 @@ class Trainer:
         t = self.cfg.train
         max_steps = self.options.max_steps if self.options.max_steps is not None else math.inf
         result = TrainResult(start_step=self.step, step=self.step, epoch=self.epoch, resumed_from=self.resumed_from)
+        if self.rank == 0:
+            self.log = TrainLog(self.run_dir, t.sampling_rate, self.listener)
         self.net_g.train()
         self.net_d.train()
         last_saved = self.step if self.resumed_from is not None and self.resumed_from.parent == self.run_dir else None
