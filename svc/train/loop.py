@@ -124,17 +124,17 @@ class Trainer:
                 return 0, 1, base_g
         return 0, 1, None
 
-    def _loader(self, epoch: int) -> DataLoader:
-        sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                     seed=self.cfg.train.seed)
-        sampler.set_epoch(epoch)
+    def _make_loader(self) -> DataLoader:
+        """One loader for the whole run (workers persist); ``self.sampler.set_epoch`` reshuffles."""
+        self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                          seed=self.cfg.train.seed)
         workers = self.options.workers
         if workers is None:
             workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-        return DataLoader(self.train_set, batch_size=self.cfg.train.batch_size, sampler=sampler,
+        return DataLoader(self.train_set, batch_size=self.cfg.train.batch_size, sampler=self.sampler,
                           num_workers=workers, collate_fn=Collate(self.cfg.train.hop_length,
                                                                   self.cfg.train.segment_frames),
-                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+                          pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
 
     # --- training ----------------------------------------------------------------------------------
 
@@ -149,10 +149,12 @@ class Trainer:
         self.net_d.train()
         last_saved = self.step if self.resumed_from is not None and self.resumed_from.parent == self.run_dir else None
         tick, tick_step = time.perf_counter(), self.step
+        loader = self._make_loader()
         try:
             while self.step < max_steps and self.epoch <= t.epochs and not self.stop.is_set():
                 self._set_learning_rate()
-                for batch in self._loader(self.epoch):
+                self.sampler.set_epoch(self.epoch)
+                for batch in loader:
                     losses = self._train_step(batch)
                     self.step += 1
                     if self.rank == 0:
@@ -172,6 +174,10 @@ class Trainer:
                     self.epoch += 1
             if self.rank == 0 and last_saved != self.step:
                 result.checkpoints += self._evaluate_and_save()
+        except KeyboardInterrupt:
+            if self.rank == 0 and last_saved != self.step:  # keep what was learnt
+                result.checkpoints += self._save()
+            raise
         finally:
             if self.log is not None:
                 self.log.close()
@@ -236,10 +242,13 @@ class Trainer:
     # --- validation and checkpoints (rank 0) -------------------------------------------------------
 
     def _evaluate_and_save(self) -> list[Path]:
-        t = self.cfg.train
         val_mel, samples = self.validate()
         if self.log is not None and samples:
             self.log.validation(self.step, val_mel, samples)
+        return self._save()
+
+    def _save(self) -> list[Path]:
+        t = self.cfg.train
         paths = [
             save_checkpoint(self.net_g, self.optim_g, t.learning_rate, self.epoch, self.run_dir / f"G_{self.step}.pth"),
             save_checkpoint(self.net_d, self.optim_d, t.learning_rate, self.epoch, self.run_dir / f"D_{self.step}.pth"),
