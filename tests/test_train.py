@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from model_fixtures import make_state_dict
+from model_fixtures import enc_q_shapes
 from train_fixtures import SR, adamw_state, reference_discriminator_shapes, voice, write_dataset
 
 from svc.cli import main
+from svc.config import ModelConfig
 from svc.errors import DatasetError
+from svc.models import SynthesizerTrn, checkpoint_shapes
 from svc.train.checkpoints import latest_pair, load_checkpoint
 from svc.train.config import RunConfig, build_config
 from svc.train.dataset import ClipDataset, feature_paths
@@ -49,6 +51,13 @@ def train_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "svc", "train", "run", *args, *FAST_FLAGS], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def reference_generator_shapes(cfg: dict) -> dict[str, torch.Size]:
+    """The reference's G keys and shapes: the inference layout (weight_g/weight_v) plus enc_q."""
+    with torch.device("meta"):
+        shapes = checkpoint_shapes(SynthesizerTrn(ModelConfig.from_dict(cfg).model))
+    return {**shapes, **enc_q_shapes(cfg)}
 
 
 def make_small(run_dir) -> None:
@@ -167,10 +176,10 @@ def test_generator_checkpoint_has_the_41_layout(trained):
     assert set(saved) == {"model", "iteration", "optimizer", "learning_rate"}
     assert saved["learning_rate"] == SMALL_TRAIN["learning_rate"] and saved["iteration"] >= 1
     cfg = json.loads((run / "config.json").read_text())
-    expected = make_state_dict(cfg, enc_q=True)  # the reference's keys (weight_g/weight_v, enc_q included)
+    expected = reference_generator_shapes(cfg)
     state = saved["model"]
     assert set(state) == set(expected)
-    assert all(state[k].shape == expected[k].shape and state[k].dtype == torch.float32 for k in expected)
+    assert all(state[k].shape == expected[k] and state[k].dtype == torch.float32 for k in expected)
     # The shared flow network is one tensor under both names, as in so-vits-svc.
     assert state["flow.wn.in_layers.0.depth_conv.weight_v"].data_ptr() == \
         state["flow.flows.0.enc.in_layers.0.depth_conv.weight_v"].data_ptr()
@@ -197,11 +206,7 @@ def test_resume_continues_at_the_saved_step_with_the_saved_optimizer(trained):
     assert set(live) == set(saved)
     for i in (0, len(saved) // 2, len(saved) - 1):
         assert torch.equal(live[i]["exp_avg"], saved[i]["exp_avg"]) and float(live[i]["step"]) == STEPS
-    proc = train_cli(str(run), "--max-steps", str(STEPS + 2))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"resuming from {run / f'G_{STEPS}.pth'} at step {STEPS}" in proc.stderr
-    assert latest_pair(run) == STEPS + 2
-    assert [r["step"] for r in read_losses(run / "losses.csv")][-3:] == [STEPS, STEPS + 1, STEPS + 2]
+    # Training on from here is the jobs test below (a resumed child process that is then stopped).
 
 
 def test_reference_layout_checkpoints_resume_here(tmp_path, trained):
@@ -211,13 +216,15 @@ def test_reference_layout_checkpoints_resume_here(tmp_path, trained):
     cfg = RunConfig.from_json(run / "config.json")
     t = cfg.train
     order = list(to_reference_keys(TrainGenerator(cfg.model.model, t.spec_channels, t.segment_frames).state_dict()))
-    g_state = make_state_dict(cfg.raw, seed=3, enc_q=True)
-    g_state = {k: g_state[k] for k in order}  # so-vits-svc saves in its module order
+    shapes = reference_generator_shapes(cfg.raw)
+    gen = torch.Generator().manual_seed(3)
+    g_state = {k: 0.1 * torch.randn(shapes[k], generator=gen).abs() for k in order}  # in so-vits-svc's order
+    for key in [k for k in g_state if k.startswith("flow.flows.") and ".enc." in k]:  # one shared network
+        g_state[key] = g_state["flow.wn." + key.split(".enc.", 1)[1]]
     unique = list({v.data_ptr(): v for v in g_state.values()}.values())
     torch.save({"model": g_state, "iteration": 7, "learning_rate": 1e-4,
                 "optimizer": adamw_state([tuple(v.shape) for v in unique], 400)}, run / "G_400.pth")
-    d_shapes = {k: s for k, s in reference_discriminator_shapes().items()}
-    gen = torch.Generator().manual_seed(5)
+    d_shapes = reference_discriminator_shapes(divisor=16)
     d_state = {k: 0.01 * torch.randn(s, generator=gen) for k, s in d_shapes.items()}
     torch.save({"model": d_state, "iteration": 7, "learning_rate": 1e-4,
                 "optimizer": adamw_state(list(d_shapes.values()), 400, seed=1)}, run / "D_400.pth")
@@ -237,7 +244,7 @@ def test_reference_layout_checkpoints_resume_here(tmp_path, trained):
     k = unique_keys.index("dec.conv_post.weight_v")
     v_param = net_g.dec.conv_post.parametrizations.weight.original1
     assert torch.all(optim.state[v_param]["exp_avg"] == 1e-3 * (k + 1))
-    net_d = MultiPeriodDiscriminator()
+    net_d = MultiPeriodDiscriminator(divisor=16)
     optim_d = torch.optim.AdamW(net_d.parameters(), 1e-4)
     loaded_d = load_checkpoint(run / "D_400.pth", net_d, optim_d)
     assert loaded_d.missing == [] and loaded_d.optimizer_restored
@@ -268,3 +275,51 @@ def test_dataset_batches_have_aligned_frames(prepared):
     clip = ClipDataset(prepared["run"], "train.txt", cfg).load(0)
     hop = cfg.train.hop_length
     assert clip.c.shape[1] == clip.f0.shape[0] == clip.spec.shape[1] == clip.audio.shape[1] // hop
+
+
+def test_jobs_stop_saves_a_checkpoint_and_export_adds_the_model(trained, tmp_path, pretrain_dir):
+    import time
+
+    from svc.session import describe_model_dir, list_model_dirs
+    from svc.train.jobs import TrainingJobs
+
+    jobs = TrainingJobs(trained["root"], tmp_path / "checkpoints", pretrain_dir, env={"OMP_NUM_THREADS": "1"})
+    assert "run" in jobs.runs()
+    before = jobs.status("run").step
+    jobs.start("run", max_steps=10**6, extra_args=tuple(FAST_FLAGS))
+    deadline = time.monotonic() + 300
+    while jobs.status("run").step <= before and time.monotonic() < deadline:
+        assert jobs.status("run").state == "training", jobs.status("run").log_tail
+        time.sleep(0.5)
+    assert jobs.stop()
+    assert jobs.wait(120) != 0  # interrupted
+    status = jobs.status("run")
+    assert status.state == "stopped" and status.step > before
+    assert f"resuming from {trained['run'] / f'G_{before}.pth'} at step {before}" in status.log_tail
+    assert [r["step"] for r in status.losses][before - 1:before + 1] == [before, before + 1]
+    assert status.checkpoints[-1] == status.step  # saved on the way out
+    exported = jobs.export("run")
+    assert exported.name == f"G_{status.step}.pth"
+    saved = torch.load(exported, weights_only=True)
+    assert not any(k.startswith("enc_q.") for k in saved["model"])
+    assert [p.name for p in list_model_dirs(tmp_path / "checkpoints")] == ["run"]
+    assert describe_model_dir(tmp_path / "checkpoints" / "run").speakers == ("alto", "bass")
+
+
+def test_web_ui_train_tab(trained, tmp_path, pretrain_dir):
+    import webui
+    from webui_train import TrainTab, describe
+
+    app = webui.WebApp(tmp_path / "checkpoints", pretrain_dir, "cpu", output_dir=tmp_path / "out")
+    demo = webui.build_demo(device="cpu", app=app, training_runs=trained["root"])
+    assert "train_status" in {getattr(fn, "api_name", None) for fn in demo.fns.values()}
+    tab = TrainTab(TrainingJobs_for(trained, tmp_path, pretrain_dir), app.refresh)
+    text, figure, sample, _ = tab.poll("run")
+    assert "step" in text and figure is not None and sample.endswith("_generated.wav")
+    assert "idle" in describe(tab.jobs.status("run"))
+
+
+def TrainingJobs_for(trained, tmp_path, pretrain_dir):
+    from svc.train.jobs import TrainingJobs
+
+    return TrainingJobs(trained["root"], tmp_path / "checkpoints", pretrain_dir)

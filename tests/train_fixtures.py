@@ -45,24 +45,31 @@ def write_dataset(root: Path, clips_per_speaker: int = 3, seconds: float = 1.0) 
     return root
 
 
-def reference_discriminator_shapes() -> dict[str, tuple[int, ...]]:
-    """Key -> shape of so-vits-svc 4.1's ``D_*.pth`` model state, in its order."""
+def reference_discriminator_shapes(divisor: int = 1) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of so-vits-svc 4.1's ``D_*.pth`` model state, in its order.
+
+    ``divisor`` divides every channel and group count (the cheap discriminator of the tests).
+    """
     shapes: dict[str, tuple[int, ...]] = {}
+    d = divisor
 
     def conv(prefix: str, out_ch: int, in_per_group: int, kernel: tuple[int, ...]) -> None:
         shapes[prefix + "bias"] = (out_ch,)
         shapes[prefix + "weight_g"] = (out_ch,) + (1,) * (len(kernel) + 1)
         shapes[prefix + "weight_v"] = (out_ch, in_per_group, *kernel)
 
-    scale = [(16, 1, 15), (64, 4, 41), (256, 4, 41), (1024, 4, 41), (1024, 4, 41), (1024, 1024, 5)]
-    for i, (out_ch, in_pg, k) in enumerate(scale):
-        conv(f"discriminators.0.convs.{i}.", out_ch, in_pg, (k,))
-    conv("discriminators.0.conv_post.", 1, 1024, (3,))
+    # (out channels, in channels, groups, kernel) of the scale discriminator
+    scale = [(16, 1, 1, 15), (64, 16, 4, 41), (256, 64, 16, 41), (1024, 256, 64, 41), (1024, 1024, 256, 41),
+             (1024, 1024, 1, 5)]
+    for i, (out_ch, in_ch, groups, k) in enumerate(scale):
+        in_ch = 1 if i == 0 else in_ch // d
+        conv(f"discriminators.0.convs.{i}.", out_ch // d, in_ch // max(1, groups // d), (k,))
+    conv("discriminators.0.conv_post.", 1, 1024 // d, (3,))
     period = [(32, 1), (128, 32), (512, 128), (1024, 512), (1024, 1024)]
-    for d in range(1, 6):
+    for n in range(1, 6):
         for i, (out_ch, in_ch) in enumerate(period):
-            conv(f"discriminators.{d}.convs.{i}.", out_ch, in_ch, (5, 1))
-        conv(f"discriminators.{d}.conv_post.", 1, 1024, (3, 1))
+            conv(f"discriminators.{n}.convs.{i}.", out_ch // d, 1 if i == 0 else in_ch // d, (5, 1))
+        conv(f"discriminators.{n}.conv_post.", 1, 1024 // d, (3, 1))
     return shapes
 
 
