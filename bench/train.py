@@ -5,7 +5,8 @@
     REF_SOVITS=/path/to/so-vits-svc python -m bench.train   # also time so-vits-svc's own training step
 
 Both configs train the full-size generator and the full-size discriminator on the same
-prepared run (vec768l12 features from the benchmark's random-weight ContentVec, pm F0).  With
+prepared run (pm F0; the content features are random 768-dim vec768l12-shaped tensors, which
+cost the same to train on as real ones).  With
 ``REF_SOVITS`` the reference's ``SynthesizerTrn`` / ``MultiPeriodDiscriminator`` and losses
 run the body of its ``train_and_evaluate`` step on the same batch, in the same process, so the
 two are compared on equal terms.  The run folder is laid out as so-vits-svc expects
@@ -28,7 +29,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .fixtures import CACHE_DIR, pretrain_dir
+from .fixtures import CACHE_DIR, _tests_on_path
 
 logger = logging.getLogger(__name__)
 SR = 44100
@@ -54,7 +55,22 @@ def prepared_run(root: Path) -> Path:
         (data / speaker).mkdir(parents=True, exist_ok=True)
         for i in range(4):
             sf.write(data / speaker / f"take{i}.wav", _voice(3.0, f0 * (1 + 0.03 * i), 10 * s + i), SR)
-    prepare(data, run, PrepareOptions(speech_encoder="vec768l12", f0_method="pm", pretrain_dir=pretrain_dir()))
+    # A small test ContentVec (vec256l9) prepares the clips quickly; its units are then replaced by
+    # random 768-dim ones and the config rebuilt for vec768l12, the 4.1 default.
+    _tests_on_path()
+    from conftest import write_test_contentvec
+
+    from svc.train.config import build_config, write_config
+
+    encoders = root / "pretrain"
+    encoders.mkdir(parents=True, exist_ok=True)
+    write_test_contentvec(encoders / "checkpoint_best_legacy_500.pt")
+    report = prepare(data, run, PrepareOptions(speech_encoder="vec256l9", f0_method="pm", pretrain_dir=encoders))
+    gen = torch.Generator().manual_seed(0)
+    for soft in (run / "dataset").rglob("*.soft.pt"):
+        frames = torch.load(soft).shape[-1]
+        torch.save(torch.randn(1, 768, frames, generator=gen), soft)
+    write_config(build_config("default", report.speakers, "vec768l12"), run / "config.json")
     return run
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -91,14 +92,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     trainer = Trainer(args.run_dir, options, listener=show)
     if trainer.rank == 0 and trainer.resumed_from is not None:
         print(f"resuming from {trainer.resumed_from} at step {trainer.step}", file=sys.stderr)
-    try:
-        result = trainer.run()
-    except KeyboardInterrupt:
+
+    def graceful_stop(signum, frame) -> None:
+        # The first Ctrl-C (or the web UI's SIGINT) ends the run after the current step, with a
+        # checkpoint; a second one aborts at once (train run still saves what it can).
+        if trainer.stop.is_set():
+            raise KeyboardInterrupt
         trainer.stop.set()
-        raise
+        print("stopping after this step (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, graceful_stop)
+    result = trainer.run()
     if trainer.rank == 0:
         for path in result.checkpoints:
             print(path)
+        if trainer.stop.is_set():
+            print(f"stopped at step {result.step}", file=sys.stderr)
     return 0
 
 

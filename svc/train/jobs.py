@@ -78,14 +78,14 @@ class TrainingJobs:
 
     def start(self, name: str, *, max_steps: int | None = None, batch_size: int | None = None,
               eval_interval: int | None = None, device: str = "auto", precision: str = "fp32",
-              extra_args: tuple[str, ...] = ()) -> None:
-        """Start (or resume) training run ``name``."""
+              log_interval: int = 10, extra_args: tuple[str, ...] = ()) -> None:
+        """Start (or resume) training run ``name``; losses are recorded every ``log_interval`` steps."""
         run = self.run_dir(name)
         if not (run / "config.json").is_file():
             raise DatasetError(f"run '{name}' is not prepared yet; prepare a dataset into it first")
         args = ["run", str(run), "--device", device, "--precision", precision, "--pretrain", str(self.pretrain_dir)]
         for flag, value in (("--max-steps", max_steps), ("--batch-size", batch_size),
-                            ("--eval-interval", eval_interval)):
+                            ("--eval-interval", eval_interval), ("--log-interval", log_interval)):
             if value:
                 args += [flag, str(int(value))]
         self._start(name, "training", [*args, *extra_args])
@@ -105,7 +105,7 @@ class TrainingJobs:
             self._job, self._stopped = (name, kind), False
 
     def stop(self) -> bool:
-        """Ask the running job to stop (training saves a checkpoint first); False if none runs."""
+        """Ask the running job to stop (training finishes its step and saves a checkpoint); False if none runs."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 return False

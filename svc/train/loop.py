@@ -243,7 +243,7 @@ class Trainer:
 
     def _evaluate_and_save(self) -> list[Path]:
         val_mel, samples = self.validate()
-        if self.log is not None and samples:
+        if self.log is not None:
             self.log.validation(self.step, val_mel, samples)
         return self._save()
 

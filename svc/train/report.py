@@ -57,7 +57,7 @@ class TrainLog:
 
     def validation(self, step: int, mel_loss: float, samples: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
         """Validation mel loss and ``(name, generated, ground truth)`` audio of ``step``."""
-        if self.eval_writer is not None:
+        if self.eval_writer is not None and samples:
             self.eval_writer.add_scalar("loss/val/mel", mel_loss, step)
             for i, (_, gen, gt) in enumerate(samples):
                 self.eval_writer.add_audio(f"gen/audio_{i}", gen[None], step, sample_rate=self.sampling_rate)
