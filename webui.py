@@ -491,8 +491,8 @@ def setting_component(name: str) -> gr.components.Component:
 
 
 def build_demo(checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
-               device: str = "auto", app: WebApp | None = None) -> gr.Blocks:
-    """The whole page, queued and ready to ``launch()``."""
+               device: str = "auto", app: WebApp | None = None, training_runs: str | Path | None = None) -> gr.Blocks:
+    """The whole page, queued and ready to ``launch()``; ``training_runs`` adds the Train tab."""
     app = app or WebApp(Path(checkpoints_dir), Path(pretrain_dir), device)
     resolve_device(device)  # an unavailable --device is a clear error before the page starts
     with gr.Blocks(title="so-vits-svc", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
@@ -509,6 +509,8 @@ def build_demo(checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS, pretrain_dir: 
                 _analyze_tab(app, device_dd)
             with gr.Tab("Merge", id="merge", elem_id="tab_merge"):
                 _merge_tab(app, model_dd)
+            if training_runs is not None:
+                _train_tab(app, Path(training_runs), model_dd)
         demo.load(app.banner_update, outputs=banner, api_visibility="private")
         demo.load(app.refresh, inputs=model_dd, outputs=model_dd, api_visibility="private")
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
@@ -671,6 +673,15 @@ def _analyze_tab(app: WebApp, device_dd: gr.Dropdown):
                       concurrency_id=INFERENCE, concurrency_limit=_inference_limit())
 
 
+def _train_tab(app: WebApp, runs_dir: Path, model_dd: gr.Dropdown) -> None:
+    from svc.train.jobs import TrainingJobs
+    from webui_train import train_tab
+
+    with gr.Tab("Train", id="train", elem_id="tab_train"):
+        jobs = TrainingJobs(runs_dir, app.checkpoints_dir, app.pretrain_dir)
+        train_tab(jobs, device_choices(), model_dd, app.refresh)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="so-vits-svc web UI")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the whole network)")
@@ -680,12 +691,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS, help="folder of model folders")
     parser.add_argument("--pretrain", type=Path, default=DEFAULT_PRETRAIN_DIR, help="folder of pretrained weights")
     parser.add_argument("--max-models", type=int, default=2, help="models kept loaded at once (default 2)")
+    parser.add_argument("--enable-training", action="store_true", help="show the Train tab (trains on this server)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of training runs (default runs/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per internal request otherwise
     try:
         app = WebApp(args.checkpoints, args.pretrain, args.device, args.max_models)
-        demo = build_demo(device=args.device, app=app)
+        demo = build_demo(device=args.device, app=app, training_runs=args.runs if args.enable_training else None)
     except SvcError as e:
         raise SystemExit(f"error: {e}") from None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m svc infer | models | f0``.
+"""Command line: ``python -m svc infer | models | f0 | train``.
 
 Every user error ends in one line on stderr ("error: ...") and a non-zero exit status.
 """
@@ -81,6 +81,10 @@ def _build_parser() -> argparse.ArgumentParser:
     f0.add_argument("--plot", type=Path, help="save a PNG of the curve here")
     f0.set_defaults(func=_cmd_f0)
     _add_model_tool_commands(sub)
+
+    from .train.cli import add_train_commands
+
+    add_train_commands(sub.add_parser("train", help="prepare a dataset and train a voice model"))
     return parser
 
 

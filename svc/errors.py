@@ -34,3 +34,7 @@ class OptionsError(SvcError):
 
 class TimbreFileError(SvcError):
     """A cluster model, feature index or speaker-mix file is missing, unsafe or does not fit the model."""
+
+
+class DatasetError(SvcError):
+    """A training dataset or run folder cannot be used."""
