@@ -60,7 +60,7 @@ def main() -> None:
 
     model_dir(), pretrain_dir()
     results = {"meta": _meta(), "core": [], "load": None, "e2e": [], "diffusion": []}
-    out = args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json"
+    out = unused_path(args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every case, so that an interrupted run keeps what it measured
@@ -91,12 +91,41 @@ def main() -> None:
     print(f"\nwritten to {out}")
 
 
+def unused_path(path: Path) -> Path:
+    """``path``, or ``path`` with a UTC time suffix when a file of that name exists (results are never overwritten)."""
+    if not path.exists():
+        return path
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M%S")
+    candidate, n = path.with_name(f"{path.stem}-{stamp}{path.suffix}"), 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{stamp}-{n}{path.suffix}")
+    return candidate
+
+
+def cpu_isa(flags: set[str]) -> str:
+    """The best reduced-precision matrix ISA in ``flags``: "AMX", "AVX512-BF16" or "none"."""
+    if {"amx_bf16", "amx_tile"} <= flags:
+        return "AMX"
+    return "AVX512-BF16" if "avx512_bf16" in flags else "none"
+
+
 def _default_precisions(device: str) -> list[str]:
     from svc.precision import cpu_has_bf16
 
     if device.startswith("cuda"):
         return ["fp32", "fp16"]
     return ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+
+
+ISA_FLAGS = {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile", "amx_int8",
+             "amx_fp16"}
+
+
+def _onednn_bf16() -> bool:
+    from svc.precision import cpu_has_bf16
+
+    return cpu_has_bf16()
 
 
 def _meta() -> dict:
@@ -108,6 +137,7 @@ def _meta() -> dict:
         flags = next(line for line in text.splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
         pass
+    flag_set = set(flags.split(":", 1)[-1].split())
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                 text=True, check=False).stdout.strip()
@@ -116,7 +146,8 @@ def _meta() -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(), "cpu": cpu, "cpu_count": os.cpu_count(),
-        "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_tile" in flags,
+        "avx512_bf16": "avx512_bf16" in flag_set, "amx": "amx_tile" in flag_set, "isa": cpu_isa(flag_set),
+        "cpu_flags": sorted(flag_set & ISA_FLAGS), "onednn_bf16": _onednn_bf16(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
         "loadavg_before": os.getloadavg(),
