@@ -4,6 +4,7 @@
     python -m bench --quick              # core at 2 threads, load, 10 s end-to-end with pm
     python -m bench --only core          # sections: core, load, e2e, diffusion (comma-separated)
     REF_SOVITS=/path/to/so-vits-svc python -m bench --only core   # also time the reference
+    python -m bench --gpu-check          # CUDA: fp32 = CPU check, core/e2e RTF and peak GPU memory per precision
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main() -> None:
     parser.add_argument("--reference", default=os.environ.get("REF_SOVITS"),
                         help="a so-vits-svc checkout to time on the same inputs (default: $REF_SOVITS)")
     parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/<date>-<host>.json)")
+    parser.add_argument("--gpu-check", action="store_true",
+                        help="CUDA only: check fp32 GPU output = CPU output, then core and 10/60 s end-to-end "
+                             "RTF and peak GPU memory in fp32/fp16/bf16")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.quick:
@@ -57,6 +61,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if args.gpu_check:
+        raise SystemExit(gpu_check(args))
 
     model_dir(), pretrain_dir()
     results = {"meta": _meta(), "core": [], "load": None, "e2e": [], "diffusion": []}
@@ -89,6 +95,46 @@ def main() -> None:
     save()
     print("\n".join([format_table(results)] + format_rows(results["diffusion"])))
     print(f"\nwritten to {out}")
+
+
+def gpu_check(args: argparse.Namespace) -> int:
+    """``--gpu-check``: exit status 0 when the GPU's fp32 output matches the CPU's, 1 when not, 2 without CUDA."""
+    from .gpu_check import (
+        MAX_ABS_VS_CPU,
+        NoGpuError,
+        check_fp32_matches_cpu,
+        core_peak_memory,
+        gpu_precisions,
+        require_cuda,
+    )
+
+    try:
+        require_cuda()
+    except NoGpuError as error:
+        print(error)
+        return 2
+    model_dir(), pretrain_dir()
+    precisions = args.precision or gpu_precisions()
+    results = {"meta": _meta(), "gpu_check": None, "core": [], "load": None, "e2e": [], "diffusion": []}
+    out = unused_path(args.out or RESULTS_DIR / f"{datetime.date.today().isoformat()}-{socket.gethostname()}-gpu.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results["gpu_check"] = check_fp32_matches_cpu()
+    out.write_text(json.dumps(results, indent=1))
+    if not results["gpu_check"]["ok"]:
+        print(f"GPU fp32 output differs from the CPU's: {results['gpu_check']}; written to {out}")
+        return 1
+    results["core"] = measure_core([1], precisions, args.repeats, "cuda")
+    peaks = core_peak_memory(precisions)
+    for row in results["core"]:
+        row["peak_gpu_bytes"] = peaks.get(row["precision"])
+    out.write_text(json.dumps(results, indent=1))
+    for precision in precisions:
+        results["e2e"] += measure_e2e([10, 60], ["pm"], [precision], args.e2e_threads, 3, "cuda")
+        out.write_text(json.dumps(results, indent=1))
+    print(format_table(results))
+    print(f"\nGPU fp32 vs CPU: max abs {results['gpu_check']['max_abs_vs_cpu']:.2e} (<= {MAX_ABS_VS_CPU:.0e})")
+    print(f"written to {out}")
+    return 0
 
 
 def unused_path(path: Path) -> Path:

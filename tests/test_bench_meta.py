@@ -22,3 +22,14 @@ def test_result_files_are_never_overwritten(tmp_path):
     assert second != path and second.name.startswith("2026-01-01-host-") and second.suffix == ".json"
     second.write_text("{}")
     assert unused_path(path) not in (path, second)
+
+
+def test_gpu_check_stops_cleanly_without_cuda(monkeypatch):
+    import pytest
+    import torch
+
+    from bench.gpu_check import NoGpuError, require_cuda
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(NoGpuError, match="--gpu-check needs a CUDA GPU"):
+        require_cuda()
