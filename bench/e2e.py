@@ -140,6 +140,8 @@ def _child(args: argparse.Namespace) -> None:
         "stages": stages, "model_load_seconds": load_seconds,
         "self_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
+    if args.device.startswith("cuda"):
+        report["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
     Path(args.report).write_text(json.dumps(report))
 
 

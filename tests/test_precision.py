@@ -115,3 +115,38 @@ def test_session_converts_in_bf16(checkpoints_dir, pretrain_dir):
     fp32 = session.convert(wav, 44100, ConvertOptions(speaker="bob")).audio
     assert bf16.shape == fp32.shape == (44100,) and np.isfinite(bf16).all()
     assert _snr_db(torch.from_numpy(fp32), torch.from_numpy(bf16)) >= 20.0
+
+
+@needs_bf16
+def test_packed_bf16_convs_equal_plain_bf16_convs():
+    from svc.models.conv2d_plan import Conv, ConvTranspose, can_pack
+
+    assert can_pack(torch.bfloat16, torch.device("cpu")) and not can_pack(torch.float32, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 32, 1, 300, generator=gen).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(32, 32, 1, 5, generator=gen).to(torch.bfloat16) * 0.1, torch.randn(32).to(torch.bfloat16)
+    plain, packed = Conv(w, b, 1, 4, 2), Conv(w, b, 1, 4, 2, pack=True)
+    # Same kernel and inputs; only the fused post-ops round once instead of twice (1 bf16 ulp).
+    assert torch.allclose(packed(x, 0.1).float(), plain(x, 0.1).float(), rtol=1e-2, atol=1e-2)
+    target = x.clone()
+    out = packed.add_to(target, x)
+    assert out is target  # fused in place
+    assert torch.allclose(out.float(), plain.add_to(x, x).float(), rtol=1e-2, atol=2e-2)
+    wt = torch.randn(32, 16, 1, 8, generator=gen).to(torch.bfloat16) * 0.1
+    plain_t, packed_t = ConvTranspose(wt, None, 4, 2), ConvTranspose(wt, None, 4, 2, pack=True)
+    assert torch.equal(packed_t(x), plain_t(x))
+
+
+@needs_bf16
+def test_switching_precision_keeps_each_plan(models):
+    model, x = models["resblock2"]
+    model.set_precision(torch.bfloat16)
+    try:
+        first = _infer(model, x)
+        plan = model.dec._plans[torch.bfloat16]
+        model.set_precision(torch.float32)
+        _infer(model, x)
+        model.set_precision(torch.bfloat16)
+        assert torch.equal(_infer(model, x), first) and model.dec._plans[torch.bfloat16] is plan
+    finally:
+        model.set_precision(torch.float32)

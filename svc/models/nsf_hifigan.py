@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv2d_plan import Conv, ConvTranspose, can_pack
 from .layers import get_padding, weight_normed
 from .snake import SnakeAlias
 
@@ -143,7 +144,9 @@ class NsfHifiGan(nn.Module):
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
         self.compute_dtype = torch.float32
         self.fast = True  # False: the plain module-by-module forward (for comparisons)
-        self._plan: _Plan | None = None  # weights arranged for _forward_fast, rebuilt when they change
+        # Weights arranged for _forward_fast, one plan per dtype (switching precision back and forth
+        # does not re-pack), each rebuilt when the weights change.
+        self._plans: dict[torch.dtype, _Plan] = {}
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -160,7 +163,6 @@ class NsfHifiGan(nn.Module):
     def set_precision(self, dtype: torch.dtype) -> None:
         """Run the upsampler in ``dtype`` (float32, bfloat16 or float16); weights stay float32."""
         self.compute_dtype = dtype
-        self._plan = None
 
     def _forward_modules(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         """The plain module-by-module forward (snake vocoders, float32 only)."""
@@ -191,41 +193,29 @@ class NsfHifiGan(nn.Module):
         plan = self._get_plan(x.device)
         dtype = plan.dtype
         har = _as_2d(har_source.to(dtype))
-        x = _conv(_as_2d(x.to(dtype)), plan.pre, padding=3)
+        x = plan.pre(_as_2d(x.to(dtype)))
         if g is not None:
             x = x + _as_2d(self.cond(g).to(dtype))
-        for i, (up, noise, stride) in enumerate(zip(plan.ups, plan.noise, self._noise_strides, strict=True)):
-            up_conv = self.ups[i]
-            x = F.conv_transpose2d(F.leaky_relu(x, LRELU_SLOPE), up[0], up[1], stride=(1, up_conv.stride[0]),
-                                   padding=(0, up_conv.padding[0]))
-            x = x.add_(_conv(har, noise, stride=stride[0], padding=stride[1]))
+        for i, (up, noise) in enumerate(zip(plan.ups, plan.noise, strict=True)):
+            x = noise.add_to(up(F.leaky_relu(x, LRELU_SLOPE)), har)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i])
-        x = _conv(F.leaky_relu(x), plan.post, padding=3)
+        x = plan.post(F.leaky_relu(x))
         return torch.tanh(x)[:, :, 0].float()
 
     def _get_plan(self, device: torch.device) -> _Plan:
         dtype = getattr(self, "compute_dtype", torch.float32)
         key = (dtype, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
-        plan = getattr(self, "_plan", None)
+        plans = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(dtype)
         if plan is None or plan.key != key:
-            plan = _Plan.build(self, dtype, key)
-            self._plan = plan
+            plans[dtype] = None  # let the old plan go before building the new one
+            plan = plans[dtype] = _Plan.build(self, dtype, key)
         return plan
-
-    @property
-    def _noise_strides(self) -> list[tuple[int, int]]:
-        return [(conv.stride[0], conv.padding[0]) for conv in self.noise_convs]
-
 
 def _as_2d(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, T)`` -> ``(B, C, 1, T)`` channels-last (a copy only when the layout differs)."""
     return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-
-
-def _conv(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor | None], stride: int = 1, padding: int = 0,
-          dilation: int = 1) -> torch.Tensor:
-    return F.conv2d(x, wb[0], wb[1], stride=(1, stride), padding=(0, padding), dilation=(1, dilation))
 
 
 def _resblock_sum(blocks: nn.ModuleList, weights: list, x: torch.Tensor) -> torch.Tensor:
@@ -273,36 +263,46 @@ def _receptive_halo(blocks: list[ResBlock]) -> int:
 def _resblock_fast(block: ResBlock, weights: list, x: torch.Tensor, first_act: torch.Tensor) -> torch.Tensor:
     """``block(x)`` on 2-D channels-last tensors, with the block's first activation given."""
     if block.kind == "1":
-        for j, ((w1, w2), c1) in enumerate(zip(weights, block.convs1, strict=True)):
+        for j, (c1, c2) in enumerate(weights):
             act = first_act if j == 0 else F.leaky_relu(x, LRELU_SLOPE)
-            xt = F.leaky_relu_(_conv(act, w1, padding=c1.padding[0], dilation=c1.dilation[0]), LRELU_SLOPE)
-            x = _conv(xt, w2, padding=block.convs2[j].padding[0]).add_(x)
+            x = c2.add_to(_target(x, j, c2), c1(act, LRELU_SLOPE))
     else:
-        for j, (w, conv) in enumerate(zip(weights, block.convs, strict=True)):
+        for j, conv in enumerate(weights):
             act = first_act if j == 0 else F.leaky_relu(x, LRELU_SLOPE)
-            x = _conv(act, w, padding=conv.padding[0], dilation=conv.dilation[0]).add_(x)
+            x = conv.add_to(_target(x, j, conv), act)
     return x
+
+
+def _target(x: torch.Tensor, j: int, conv: Conv) -> torch.Tensor:
+    """Where a residual conv adds into: a packed conv writes in place, and a block's input (``j == 0``)
+    is shared with the stage's other blocks, so that one is copied first."""
+    return x.clone(memory_format=torch.channels_last) if j == 0 and conv.packed else x
 
 
 @dataclass
 class _Plan:
-    """The decoder's weights as ``(B, C, 1, T)`` convolutions in one dtype (views when float32)."""
+    """The decoder's layers as ``(B, C, 1, T)`` convolutions in one dtype (weights are views when float32,
+    pre-packed for oneDNN in bfloat16 on CPUs)."""
 
     key: tuple
     dtype: torch.dtype
-    pre: tuple
+    pre: Conv
     ups: list
     noise: list
     resblocks: list
-    post: tuple
+    post: Conv
     halos: list
 
     @classmethod
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
-        def wb(conv: nn.Module, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
-            weight = conv.weight if scale == 1.0 else conv.weight * scale
+        pack = can_pack(dtype, key[1])
+
+        def wb(conv: nn.Module, scale: float = 1.0) -> Conv | ConvTranspose:
+            weight = (conv.weight if scale == 1.0 else conv.weight * scale).unsqueeze(2).to(dtype)
             bias = None if conv.bias is None else conv.bias.to(dtype)
-            return weight.unsqueeze(2).to(dtype), bias
+            if isinstance(conv, nn.ConvTranspose1d):
+                return ConvTranspose(weight, bias, conv.stride[0], conv.padding[0], pack=pack)
+            return Conv(weight, bias, conv.stride[0], conv.padding[0], conv.dilation[0], pack=pack)
 
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
