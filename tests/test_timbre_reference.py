@@ -28,9 +28,10 @@ from svc import VitsSvc  # noqa: E402
 from svc.timbre import spk_mix  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / REFERENCE_FILE
-# The bound: 60 dB SNR and 3e-4 x peak leave 30 dB / 3x margin over the worst measured case
-# (91.5 dB, 9.4e-5) for float32 kernel noise between CPUs; the issue asks for >= 40 dB.
-MIN_SNR_DB, MAX_REL = 60.0, 3e-4
+# The bound is the whole-pipeline family's (tests/test_pipeline_reference.py): float32 kernel noise
+# across CPUs and kernel paths measured up to 82.7 dB / 1.3e-4 x peak there (README), 91.5 dB / 9.4e-5
+# here natively; 70 dB and 2e-3 x peak keep a 12 dB / 15x margin (the issue asks for >= 40 dB).
+MIN_SNR_DB, MAX_REL = 70.0, 2e-3
 
 
 @pytest.fixture(scope="module")
