@@ -27,10 +27,9 @@ from .crossfade import fit_length, output_spans, split_pieces, stitch
 from .features import repeat_expand
 from .memory import release_free_memory
 from .options import ConvertOptions
+from .progress import Progress, work_reporter
 from .slicer import Chunk, slice_audio
 from .volume import change_rms, extract_volume
-
-Progress = Callable[[float, str], None]
 
 # A voiced stretch longer than this is cut into pieces (with a crossfade) even when the user
 # asked for no clipping: every model and encoder input then has a bounded size, so memory does
@@ -192,12 +191,12 @@ def convert(
         rendered = []
         for number, (piece, span) in enumerate(zip(pieces, spans, strict=True), 1):
             text = f"chunk {index + 1}/{len(chunks)}" + (f", piece {number}/{len(pieces)}" if len(pieces) > 1 else "")
-            progress(voiced_done / voiced_total, text)
             start = chunk.start + piece.start
-            report = _diffusion_reporter(progress, voiced_done / voiced_total, text) if parts.diffusion else None
+            stages = _PieceProgress(progress, voiced_done / voiced_total,
+                                    (piece.length - piece.overlap) / voiced_total, text, parts.diffusion is not None)
             speaker = _piece_speaker(mix, piece.start, auto=options.clip_seconds == 0 and len(pieces) > 1)
             piece_audio, track = _convert_piece(wav[start : chunk.start + piece.end], sr, start, options, parts, clock,
-                                                report, speaker)
+                                                stages, speaker)
             rendered.append(fit_length(piece_audio, span.length))
             tracks.append(track)
             release_free_memory()
@@ -220,12 +219,14 @@ def _piece_speaker(mix: SpeakerMixTrackLike | None, start_in_chunk: int,
 
 def _convert_piece(
     piece: np.ndarray, sr: int, offset: int, options: ConvertOptions, parts: SynthesisParts, clock: _Stopwatch,
-    diffusion_report: Callable[[int, int], None] | None = None,
+    stages: _PieceProgress | None = None,
     speaker: Callable[[int], torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, F0Track]:
     """Synthesise one voiced piece: the body of so-vits-svc's ``Svc.infer`` (plus its padding)."""
     target_sr, hop, device = parts.sampling_rate, parts.hop_length, parts.device
+    stages = stages or _PieceProgress(None, 0.0, 0.0, "", False)
     pad = int(sr * options.pad_seconds)
+    stages.enter("F0")
     with clock.stage("resample"):
         padded = np.concatenate([np.zeros(pad, np.float32), piece.astype(np.float32), np.zeros(pad, np.float32)])
         wav = resample(torch.from_numpy(padded)[None], sr, target_sr)[0].numpy()
@@ -237,6 +238,7 @@ def _convert_piece(
         source_f0 = np.asarray(f0, dtype=np.float32) * np.asarray(uv, dtype=np.float32)
         f0_t = torch.as_tensor(f0, dtype=torch.float32, device=device)[None] * 2 ** (options.transpose / 12)
         uv_t = torch.as_tensor(uv, dtype=torch.float32, device=device)[None]
+    stages.enter("content features")
     with clock.stage("encoder"):
         units = parts.encoder.encode(torch.from_numpy(wav), target_sr)
         c = repeat_expand(units[0].to(device), f0_t.shape[1], parts.unit_interpolate_mode)[None]
@@ -251,7 +253,7 @@ def _convert_piece(
     generator = torch.Generator(device=device).manual_seed(options.seed)
     audio, f0_used = None, f0_t
     if parts.model is not None:
-        with clock.stage("synthesis"):
+        with clock.stage("synthesis"), work_reporter(stages.enter("synthesis")):
             sid = torch.tensor([[parts.speaker_id]], dtype=torch.long, device=device)
             if speaker is not None:
                 sid = speaker(f0_t.shape[1]).to(device)  # [T, n_speakers] weights
@@ -262,10 +264,13 @@ def _convert_piece(
             )
             audio = audio[0, 0].float()
     if parts.diffusion is not None:
+        steps = stages.enter("diffusion")
         with clock.stage("diffusion"):
             audio = parts.diffusion.render(torch.from_numpy(wav), target_sr, hop, c, f0_used.float(), vol,
-                                           parts.speaker_id, audio, generator, diffusion_report)
+                                           parts.speaker_id, audio, generator,
+                                           lambda done, total: steps(done / max(total, 1), f"step {done}/{total}"))
     if options.enhance and parts.enhancer is not None:
+        stages.enter("enhancer")
         with clock.stage("enhance"):
             key = options.enhancer_adaptive_key
             audio = parts.enhancer.enhance(audio, target_sr, f0_used[0], hop, adaptive_key=key)
@@ -286,9 +291,34 @@ def _convert_piece(
     return audio_np, track
 
 
-def _diffusion_reporter(progress: Progress, fraction: float, text: str) -> Callable[[int, int], None]:
-    """Progress text for the diffusion's denoiser steps within one piece."""
-    return lambda done, total: progress(fraction, f"{text}, diffusion step {done}/{total}")
+class _PieceProgress:
+    """Progress inside one piece: each stage owns a share of the piece's part of the whole job.
+
+    The shares are rough costs measured on CPU (the vocoder dominates, the diffusion's denoiser
+    when present); fine steps inside a stage (vocoder tiles, denoiser steps) move the bar within
+    the stage's share, so it never sits still for a whole piece.
+    """
+
+    SHARES = {"F0": (0.0, 0.10), "content features": (0.10, 0.25), "synthesis": (0.25, 0.92),
+              "enhancer": (0.92, 1.0)}
+    SHARES_WITH_DIFFUSION = {"F0": (0.0, 0.05), "content features": (0.05, 0.15), "synthesis": (0.15, 0.40),
+                             "diffusion": (0.40, 1.0)}
+
+    def __init__(self, progress: Progress | None, start: float, weight: float, text: str, diffusion: bool) -> None:
+        self.progress, self.start, self.weight, self.text = progress, start, weight, text
+        self.shares = self.SHARES_WITH_DIFFUSION if diffusion else self.SHARES
+
+    def enter(self, stage: str) -> Callable[..., None]:
+        """Report the start of ``stage``; returns ``report(fraction, detail="")`` for work within it."""
+        low, high = self.shares.get(stage, (1.0, 1.0))
+
+        def report(fraction: float, detail: str = "") -> None:
+            if self.progress is not None:
+                label = f"{self.text}: {stage}" + (f" {detail}" if detail else "")
+                self.progress(self.start + self.weight * (low + (high - low) * fraction), label)
+
+        report(0.0)
+        return report
 
 
 def _clip_lengths(options: ConvertOptions, length: int, sr: int) -> tuple[float, float]:

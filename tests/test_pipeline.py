@@ -92,6 +92,36 @@ def test_progress_reports_increase_to_one(session):
     assert any("chunk" in text for _, text in seen)
 
 
+def test_progress_moves_inside_a_piece_stage_by_stage(session):
+    seen = []
+    session.convert(sung_note(2.0), SR, ConvertOptions(), progress=lambda f, text: seen.append((f, text)))
+    inside = [(f, text) for f, text in seen if 0.0 < f < 1.0]
+    stages = [text.split(": ")[-1].split(" ")[0] for _, text in inside]
+    assert {"content", "synthesis"} <= set(stages)
+    assert sum(stage == "synthesis" for stage in stages) >= 4  # the vocoder's stages report too
+    assert len({round(f, 4) for f, _ in inside}) >= 5
+
+
+def test_a_cancelled_conversion_stops_inside_the_piece_and_writes_nothing(session, tmp_path):
+    from svc.progress import Cancelled, CancelToken
+
+    token, seen = CancelToken(), []
+
+    def progress(fraction, text):
+        seen.append(text)
+        if "synthesis" in text:
+            token.cancel("stopped by the test")
+
+    out = tmp_path / "out.wav"
+    src = tmp_path / "in.wav"
+    import soundfile as sf
+    sf.write(src, sung_note(2.0), SR)
+    with pytest.raises(Cancelled, match="stopped by the test"):
+        session.convert_file(src, out, ConvertOptions(), progress=token.guard(progress))
+    assert sum("synthesis" in text for text in seen) == 1  # the next report (a vocoder stage) stopped it
+    assert not out.exists() and list(tmp_path.iterdir()) == [src]
+
+
 def test_loudness_mix_and_auto_f0_run(session):
     wav = sung_note(1.0)
     quiet = session.convert(wav * 0.1, SR, ConvertOptions(loudness_mix=0.0)).audio

@@ -9,6 +9,7 @@ another excitation source (``source``), e.g. for a mel vocoder.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import report_work
 from .conv2d_plan import Conv, ConvTranspose, can_pack
 from .layers import get_padding, weight_normed
 from .snake import SnakeAlias
@@ -177,6 +179,7 @@ class NsfHifiGan(nn.Module):
             for block in blocks[1:]:
                 xs = xs + block(x)
             x = xs / self.num_kernels
+            report_work((i + 1) / len(self.ups))
         # The reference's final activation uses leaky_relu's default slope 0.01, not 0.1.
         x = self.snake_post(x) if self.snake else F.leaky_relu(x)
         return torch.tanh(self.conv_post(x))
@@ -196,10 +199,12 @@ class NsfHifiGan(nn.Module):
         x = plan.pre(_as_2d(x.to(dtype)))
         if g is not None:
             x = x + _as_2d(self.cond(g).to(dtype))
+        stages = len(plan.ups)
         for i, (up, noise) in enumerate(zip(plan.ups, plan.noise, strict=True)):
             x = noise.add_to(up(F.leaky_relu(x, LRELU_SLOPE)), har)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i])
+            x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i],
+                       lambda done, i=i: report_work((i + done) / stages))
         x = plan.post(F.leaky_relu(x))
         return torch.tanh(x)[:, :, 0].float()
 
@@ -228,23 +233,28 @@ def _resblock_sum(blocks: nn.ModuleList, weights: list, x: torch.Tensor) -> torc
     return total
 
 
-def _tiled(fn, x: torch.Tensor, halo: int) -> torch.Tensor:
+def _tiled(fn, x: torch.Tensor, halo: int, on_tile: Callable[[float], None] | None = None) -> torch.Tensor:
     """``fn(x)`` for a length-preserving ``fn`` that looks at most ``halo`` samples to each side, computed
     in cache-sized tiles along time (each with ``halo`` extra samples on both sides, then trimmed).
 
     The result equals ``fn(x)``: every kept sample sees the same inputs, and at the ends of ``x`` a
     tile's zero padding is the signal's own.  Tiling keeps the temporaries small (fast, and the
-    peak memory no longer grows with the length of the piece).
+    peak memory no longer grows with the length of the piece).  ``on_tile(fraction done)`` is
+    called after each tile (progress reports; it may raise to cancel).
     """
+    on_tile = on_tile or (lambda done: None)
     length = x.shape[-1]
     tile = max(MIN_TILE, TILE_BYTES // (x.shape[1] * x.element_size()))
     if length <= tile + 2 * halo or x.device.type != "cpu":  # GPUs prefer few large kernels
-        return fn(x)
+        out = fn(x)
+        on_tile(1.0)
+        return out
     out = torch.empty_like(x)
     for start in range(0, length, tile):
         stop = min(length, start + tile)
         lo, hi = max(0, start - halo), min(length, stop + halo)
         out[..., start:stop] = fn(x[..., lo:hi])[..., start - lo:stop - lo]
+        on_tile(stop / length)
     return out
 
 
