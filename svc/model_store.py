@@ -102,9 +102,10 @@ class ModelManager:
     """Loaded models shared read-only by all web sessions, keyed by (model folder, device).
 
     A session object is never changed after it is loaded: loading another model or device makes
-    a new entry, so one visitor's load cannot alter another's conversion midway.  Work on one
-    device is serialised with that device's lock; at most ``max_loaded`` models stay in memory
-    (least recently used first out).
+    a new entry, so one visitor's load cannot alter another's conversion midway.  Loading waits
+    only for another load of the same model on the same device (which it then shares), never for
+    conversions: those are queued by ``svc.scheduler``.  At most ``max_loaded`` models stay in
+    memory (least recently used first out; a conversion holding one keeps it alive until it ends).
     """
 
     def __init__(self, loader: Loader, max_loaded: int = 2) -> None:
@@ -112,17 +113,7 @@ class ModelManager:
         self._max_loaded = max(1, max_loaded)
         self._cache: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._device_locks: dict[str, threading.RLock] = {}
-
-    def device_lock(self, device: str) -> threading.RLock:
-        with self._cache_lock:
-            return self._device_locks.setdefault(device, threading.RLock())
-
-    @contextmanager
-    def using(self, device: str) -> Iterator[None]:
-        """Hold ``device`` for one piece of work (a load or a conversion)."""
-        with self.device_lock(device):
-            yield
+        self._load_locks: dict[tuple[str, str, int], threading.Lock] = {}
 
     def get(self, model_dir: Path, device: str) -> Any:
         """The loaded session for ``model_dir`` on ``device``, loading it if needed."""
@@ -131,12 +122,19 @@ class ModelManager:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        with self.using(device):
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:
             with self._cache_lock:  # another thread may have loaded it while we waited
                 if key in self._cache:
                     return self._cache[key]
-            session = self._loader(Path(model_dir), device)
+            try:
+                session = self._loader(Path(model_dir), device)
+            except BaseException:
+                with self._cache_lock:
+                    self._load_locks.pop(key, None)
+                raise
             with self._cache_lock:
+                self._load_locks.pop(key, None)
                 self._cache[key] = session
                 while len(self._cache) > self._max_loaded:
                     dropped, _ = self._cache.popitem(last=False)
