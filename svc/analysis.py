@@ -28,7 +28,7 @@ def extract_f0_curve(
     threshold: float = 0.05,
     pretrain_dir: str | Path | None = None,
     cache=None,
-    style: str = "-",
+    style: str | None = None,
 ) -> F0Curve:
     """The F0 of mono ``wav`` (at ``sr`` Hz) by predictor ``method``, analysed at ``sampling_rate``.
 

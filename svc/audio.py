@@ -46,32 +46,78 @@ def resample(wav: torch.Tensor, orig_sr: int, new_sr: int, lowpass_filter_width:
     return transform.to(device=wav.device, dtype=wav.dtype)(wav)
 
 
-def _info(path: Path) -> sf._SoundFileInfo:
+def _info(path: Path, name: str) -> sf._SoundFileInfo:
     if not path.exists():
-        raise AudioError(f"Audio file '{path}' does not exist; check the path.")
+        raise AudioError(f"Audio file '{name}' does not exist; check the path.")
     if not path.is_file():
-        raise AudioError(f"'{path}' is not a file; give the path of an audio file.")
+        raise AudioError(f"'{name}' is not a file; give the path of an audio file.")
     try:
         return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(
-            f"Cannot read '{path}' as audio ({exc}); use a WAV, FLAC, OGG or MP3 file."
+            f"Cannot read '{name}' as audio ({_reason(exc, path)}); use a WAV, FLAC, OGG or MP3 file."
         ) from exc
 
 
-def _check_info(path: Path, info: sf._SoundFileInfo, max_seconds: float | None) -> None:
+def _reason(exc: Exception, path: Path) -> str:
+    """libsndfile's short reason ("Format not recognised."), without the file's server path."""
+    text = getattr(exc, "error_string", "") or str(exc)
+    return text.replace(str(path), path.name).strip().rstrip(".")
+
+
+def format_duration(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour on), e.g. ``3:07`` for 187 s."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _check_info(name: str, info: sf._SoundFileInfo, max_seconds: float | None) -> None:
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise AudioError(
-            f"'{path}' has an unusable sample rate of {info.samplerate} Hz; "
+            f"'{name}' has an unusable sample rate of {info.samplerate} Hz; "
             f"resave it at a rate between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz."
         )
     if info.channels < 1:
-        raise AudioError(f"'{path}' has no audio channels; use a file with sound in it.")
+        raise AudioError(f"'{name}' has no audio channels; use a file with sound in it.")
     if max_seconds is not None and info.frames > max_seconds * info.samplerate:
         raise AudioError(
-            f"'{path}' is {info.frames / info.samplerate / 60:.1f} minutes long, more than the "
-            f"{max_seconds / 60:.0f} minutes allowed; cut it into shorter files."
+            f"'{name}' is {format_duration(info.frames / info.samplerate)} long, more than the "
+            f"{format_duration(max_seconds)} allowed; cut it into shorter files."
         )
+
+
+def check_input_file(
+    path: str | os.PathLike[str], display_name: str | None = None, max_seconds: float | None = None
+) -> float:
+    """Check a dropped audio file from its header (nothing is decoded); return its duration in s.
+
+    Every problem is a one-line ``AudioError`` naming the file as ``display_name`` (default: its
+    base name), never by its server path: missing, empty (0 bytes), not audio, absurd sample rate,
+    no samples, shorter than ``MIN_SECONDS`` or longer than ``max_seconds``.
+    """
+    path = Path(path)
+    name = display_name or path.name
+    if not path.is_file():
+        _info(path, name)  # raises the missing / not-a-file error
+    if path.stat().st_size == 0:
+        raise AudioError(f"'{name}' is empty (0 bytes).")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(
+            f"'{name}' is not an audio file soundfile can read ({_reason(exc, path)}); "
+            "use a WAV, FLAC, OGG or MP3 file."
+        ) from None
+    _check_info(name, info, max_seconds)
+    seconds = info.frames / info.samplerate
+    if info.frames <= 0:
+        raise AudioError(f"'{name}' contains no audio samples; use a file with sound in it.")
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            f"'{name}' is only {seconds * 1000:.0f} ms long; use at least {MIN_SECONDS * 1000:.0f} ms of audio."
+        )
+    return seconds
 
 
 def check_audio_array(wav: np.ndarray, sr: int) -> np.ndarray:
@@ -90,16 +136,16 @@ def check_audio_array(wav: np.ndarray, sr: int) -> np.ndarray:
     return wav
 
 
-def _check_samples(path: Path, wav: np.ndarray, sr: int) -> None:
+def _check_samples(name: str, wav: np.ndarray, sr: int) -> None:
     n = wav.shape[-1]
     if n == 0:
-        raise AudioError(f"'{path}' contains no audio samples; use a file with sound in it.")
+        raise AudioError(f"'{name}' contains no audio samples; use a file with sound in it.")
     if n < MIN_SECONDS * sr:
         raise AudioError(
-            f"'{path}' is only {n / sr * 1000:.0f} ms long; use at least {MIN_SECONDS * 1000:.0f} ms of audio."
+            f"'{name}' is only {n / sr * 1000:.0f} ms long; use at least {MIN_SECONDS * 1000:.0f} ms of audio."
         )
     if not np.isfinite(wav).all():
-        raise AudioError(f"'{path}' contains NaN or infinite samples; the file is corrupt, re-export it.")
+        raise AudioError(f"'{name}' contains NaN or infinite samples; the file is corrupt, re-export it.")
 
 
 def read_audio(
@@ -109,15 +155,18 @@ def read_audio(
 
     Integer files are scaled to [-1, 1); float files are returned as stored. Raises
     ``AudioError`` for a missing, unreadable, empty, too short (< 0.1 s), too long
-    (> ``max_seconds``), non-finite or absurd-sample-rate file.
+    (> ``max_seconds``), non-finite or absurd-sample-rate file.  Messages name the file by its
+    base name only: in the web UI the directory is a server temp folder.
     """
     path = Path(path)
-    info = _info(path)
-    _check_info(path, info, max_seconds)
+    info = _info(path, path.name)
+    _check_info(path.name, info, max_seconds)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"Cannot decode '{path}' ({exc}); the file may be damaged, re-export it.") from exc
+        raise AudioError(
+            f"Cannot decode '{path.name}' ({_reason(exc, path)}); the file may be damaged, re-export it."
+        ) from exc
     # soundfile gives [N, channels]; avoid a second full-size copy where we can.
     if data.shape[1] == 1:
         wav = data[:, 0]
@@ -126,7 +175,7 @@ def read_audio(
     else:
         wav = np.ascontiguousarray(data.T)
     del data
-    _check_samples(path, wav, sr)
+    _check_samples(path.name, wav, sr)
     if wav.ndim == 1 and not mono:
         wav = wav[None, :]
     return wav, int(sr)
@@ -135,7 +184,7 @@ def read_audio(
 def audio_duration(path: str | os.PathLike[str]) -> float:
     """Duration of an audio file in seconds, from its header (nothing is decoded)."""
     path = Path(path)
-    info = _info(path)
+    info = _info(path, path.name)
     return info.frames / info.samplerate if info.samplerate > 0 else 0.0
 
 

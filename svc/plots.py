@@ -4,21 +4,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import cycle
 
+import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# Curves differ in colour and, so that they stay apart in greyscale or for colour-blind
+# readers, in line style and marker too: the Compare tab overlays up to 7 curves.
+PALETTE = tuple(matplotlib.colormaps["tab10"].colors)
+LINE_CYCLE: tuple[tuple[str, str], ...] = (
+    ("-", "None"), ("--", "None"), (":", "None"), ("-.", "None"),
+    ("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "X"),
+)
+MARK_EVERY = 0.05  # marker spacing as a fraction of the axes diagonal: F0 has ~100 frames/s
+LEGEND_COLUMNS = 4  # legend below the axes, so the plot keeps the page width
 
 
 @dataclass(frozen=True)
 class F0Curve:
-    """One line of a plot: F0 in Hz over time in seconds; 0 or NaN means unvoiced."""
+    """One line of a plot: F0 in Hz over time in seconds; 0 or NaN means unvoiced.
+
+    ``style`` is a matplotlib format string for line style and marker (``"--"``, ``"o-"``);
+    ``None`` picks the next style not used by another curve.  Colours always come from
+    ``PALETTE`` by the curve's position.
+    """
 
     label: str
     times: np.ndarray
     f0: np.ndarray
-    style: str = "-"
+    style: str | None = None
 
 
 def hz_to_midi(f0: np.ndarray) -> np.ndarray:
@@ -54,24 +72,52 @@ def join_tracks(tracks: Sequence, which: str, duration: float | None = None) -> 
 
 
 def plot_f0(curves: Sequence[F0Curve], title: str = "F0") -> Figure:
-    """A figure of the curves with note names on the y axis and seconds on the x axis."""
-    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    """A figure of the curves with note names on the y axis and seconds on the x axis.
+
+    Each curve has its own colour and line style (or marker); the legend sits below the axes,
+    never over the curves.
+    """
+    rows = -(-len(curves) // LEGEND_COLUMNS)
+    fig = Figure(figsize=(10, 4 + 0.25 * rows), dpi=100, layout="constrained")
     ax = fig.add_subplot()
-    all_midi = []
-    for curve in curves:
-        midi = hz_to_midi(curve.f0)
-        all_midi.append(midi[np.isfinite(midi)])
-        ax.plot(curve.times, midi, curve.style, label=curve.label, linewidth=1.4)
-    voiced = np.concatenate(all_midi) if all_midi else np.zeros(0)
-    low, high = (np.floor(voiced.min()) - 2, np.ceil(voiced.max()) + 2) if voiced.size else (48.0, 72.0)
-    ax.set_ylim(low, high)
-    step = 1 if high - low <= 14 else (2 if high - low <= 28 else 12)
-    ticks = [m for m in range(int(low), int(high) + 1) if m % step == 0 or step == 12 and m % 12 == 0]
-    ax.set_yticks(ticks, [note_name(m) for m in ticks])
+    lines = []
+    for index, curve in enumerate(curves):
+        (line,) = ax.plot(curve.times, hz_to_midi(curve.f0), curve.style or "-", label=curve.label, linewidth=1.4)
+        line.set_color(PALETTE[index % len(PALETTE)])
+        lines.append(line)
+    _style_unstyled(lines, curves)
+    _note_axis(ax, curves)
     ax.grid(True, alpha=0.3)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("pitch (note)")
     ax.set_title(title)
     if curves:
-        ax.legend(loc="upper right", fontsize="small")
+        # "outside" legends get their own space from the constrained layout (matplotlib >= 3.7).
+        fig.legend(handles=lines, loc="outside lower center", ncols=min(len(curves), LEGEND_COLUMNS),
+                   fontsize="small", frameon=False)
     return fig
+
+
+def _style_unstyled(lines: Sequence[Line2D], curves: Sequence[F0Curve]) -> None:
+    """Give curves without a ``style`` the first (line style, marker) pairs no styled curve uses."""
+    used = {(line.get_linestyle(), line.get_marker())
+            for line, c in zip(lines, curves, strict=True) if c.style is not None}
+    free = cycle([pair for pair in LINE_CYCLE if pair not in used] or LINE_CYCLE)
+    for line, curve in zip(lines, curves, strict=True):
+        if curve.style is None:
+            linestyle, marker = next(free)
+            line.set_linestyle(linestyle)
+            line.set_marker(marker)
+            line.set_markersize(4)
+            line.set_markevery(MARK_EVERY)
+
+
+def _note_axis(ax: Axes, curves: Sequence[F0Curve]) -> None:
+    """Y limits around the voiced notes, ticks labelled with note names."""
+    voiced = [m[np.isfinite(m)] for m in (hz_to_midi(c.f0) for c in curves)]
+    notes = np.concatenate(voiced) if voiced else np.zeros(0)
+    low, high = (np.floor(notes.min()) - 2, np.ceil(notes.max()) + 2) if notes.size else (48.0, 72.0)
+    ax.set_ylim(low, high)
+    step = 1 if high - low <= 14 else (2 if high - low <= 28 else 12)
+    ticks = [m for m in range(int(low), int(high) + 1) if m % step == 0 or step == 12 and m % 12 == 0]
+    ax.set_yticks(ticks, [note_name(m) for m in ticks])

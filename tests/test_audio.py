@@ -8,7 +8,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from svc.audio import audio_duration, read_audio, resample, to_mono, write_audio
+from svc.audio import (
+    audio_duration,
+    check_input_file,
+    format_duration,
+    read_audio,
+    resample,
+    to_mono,
+    write_audio,
+)
 from svc.errors import AudioError
 
 
@@ -171,10 +179,71 @@ def test_read_errors(tmp_path: Path) -> None:
 
     long = tmp_path / "long.wav"
     sf.write(long, np.zeros(16000 * 3, np.float32), 16000)
-    with pytest.raises(AudioError, match="minutes long"):
+    with pytest.raises(AudioError, match="^'long.wav' is 0:03 long, more than the 0:02 allowed; cut it"):
         read_audio(long, max_seconds=2.0)
     assert audio_duration(long) == pytest.approx(3.0)
     assert read_audio(long, max_seconds=None)[0].shape == (1, 48000)
+
+
+def _bad_files(folder: Path) -> dict[str, Path]:
+    """One file per way a dropped file can be unusable, in a deep folder like a server's temp dir."""
+    folder = folder / "gradio" / "0123abcd"
+    folder.mkdir(parents=True)
+    files = {
+        "missing": folder / "missing.wav",
+        "empty": _write_raw(folder / "empty.wav", b""),
+        "text": _write_raw(folder / "notes.wav", b"hello, this is text, not sound\n" * 10),
+        "truncated": _write_raw(folder / "trunc.wav", b"RIFF\x10\x00\x00\x00WAVEjunk"),
+        "nosamples": folder / "nosamples.wav",
+        "short": folder / "short.wav",
+        "slow": folder / "slow.wav",
+        "long": folder / "long.wav",
+    }
+    sf.write(files["nosamples"], np.zeros((0, 1), np.float32), 16000)
+    sf.write(files["short"], np.zeros(800, np.float32), 16000)
+    sf.write(files["slow"], np.zeros(1000, np.float32), 100)
+    sf.write(files["long"], np.zeros(16000 * 3, np.float32), 16000)
+    return files
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "^Audio file 'song.wav' does not exist"),
+        ("empty", r"^'song.wav' is empty \(0 bytes\)\.$"),
+        ("text", r"^'song.wav' is not an audio file soundfile can read \(Format not recognised\); use a WAV"),
+        ("truncated", r"^'song.wav' is not an audio file soundfile can read \("),
+        ("nosamples", "^'song.wav' contains no audio samples"),
+        ("short", "^'song.wav' is only 50 ms long; use at least 100 ms of audio.$"),
+        ("slow", "^'song.wav' has an unusable sample rate of 100 Hz"),
+        ("long", "^'song.wav' is 0:03 long, more than the 0:02 allowed; cut it into shorter files.$"),
+    ],
+)
+def test_check_input_file_names_the_file_as_the_user_knows_it(tmp_path: Path, case: str, message: str) -> None:
+    with pytest.raises(AudioError, match=message) as err:
+        check_input_file(_bad_files(tmp_path)[case], "song.wav", max_seconds=2.0)
+    assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
+
+
+def test_check_input_file_defaults_to_the_base_name_and_returns_the_duration(tmp_path: Path) -> None:
+    files = _bad_files(tmp_path)
+    with pytest.raises(AudioError, match="^'empty.wav' is empty"):
+        check_input_file(files["empty"])
+    assert check_input_file(files["long"]) == pytest.approx(3.0)
+    assert check_input_file(files["long"], max_seconds=3.0) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text", "truncated", "nosamples", "short", "slow", "long"])
+def test_read_audio_errors_never_show_the_folder(tmp_path: Path, case: str) -> None:
+    path = _bad_files(tmp_path)[case]
+    with pytest.raises(AudioError) as err:
+        read_audio(path, max_seconds=2.0)
+    assert path.name in str(err.value) and str(path.parent) not in str(err.value)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (0, 2.4, 59.6, 187, 3600, 7325)] == [
+        "0:00", "0:02", "1:00", "3:07", "1:00:00", "2:02:05"]
 
 
 def test_resample_identity_and_length() -> None:

@@ -1,21 +1,43 @@
 """Saving uploaded models atomically, and the shared per-device model cache."""
 
+import json
+import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from svc import storage
 from svc.errors import CheckpointError, SvcError
-from svc.model_store import UPLOAD_PREFIX, ModelManager, model_name_for, save_uploaded_model
+from svc.model_store import (
+    UPLOAD_PREFIX,
+    ModelManager,
+    check_model_name,
+    default_model_name,
+    save_uploaded_model,
+)
 
 
-def _upload_files(folder: Path, pth_name: str = "G_800.pth") -> list[Path]:
+def _upload_files(folder: Path, pth_name: str = "G_800.pth", speakers: tuple[str, ...] = ("a",)) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     pth, config = folder / pth_name, folder / "my-config.json"
     pth.write_bytes(b"weights")
-    config.write_text('{"spk": {"a": 0}}')
+    config.write_text(json.dumps({"spk": {s: i for i, s in enumerate(speakers)}}))
     return [pth, config]
+
+
+def _reject(folder: Path) -> None:
+    raise CheckpointError(f"'{folder / 'G_800.pth'}' is not a so-vits-svc checkpoint")
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def _accept(folder: Path) -> None:
@@ -30,22 +52,87 @@ def test_good_upload_is_saved_under_its_name(tmp_path):
     assert (saved / "G_800.pth").read_bytes() == b"weights"
 
 
-def test_name_defaults_to_the_checkpoint_stem_and_is_sanitised():
-    assert model_name_for([Path("x/G_800.pth"), Path("x/config.json")]) == "G_800"
-    assert model_name_for([Path("a.pth")], "my/../voice") == "my_.._voice"
-    with pytest.raises(CheckpointError, match="cannot be used as a folder name"):
-        model_name_for([Path("a.pth")], "...")
+def test_default_name_is_the_only_speaker_else_the_checkpoint_stem(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    assert default_model_name(checkpoints, _upload_files(tmp_path / "a", speakers=("Alto",))) == "Alto"
+    assert default_model_name(checkpoints, _upload_files(tmp_path / "b", speakers=("x", "y"))) == "G_800"
+    assert default_model_name(checkpoints, _upload_files(tmp_path / "c", speakers=())) == "G_800"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "config.json").write_text("{not json")
+    assert default_model_name(checkpoints, [tmp_path / "d" / "G_9.pth", tmp_path / "d" / "config.json"]) == "G_9"
+
+
+@pytest.mark.parametrize(
+    ("speaker", "expected"),
+    [("../evil", "evil"), ("a/b:c", "a_b_c"), ("歌手 1", "歌手 1"), ("...", "model"), ("x" * 80, "x" * 64)],
+)
+def test_default_names_are_made_safe(tmp_path, speaker, expected):
+    assert default_model_name(tmp_path, _upload_files(tmp_path / "up", speakers=(speaker,))) == expected
+
+
+def test_default_names_of_same_named_checkpoints_do_not_collide(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    saved = [save_uploaded_model(checkpoints, _upload_files(tmp_path / f"up{i}", speakers=("x", "y")), _accept)
+             for i in range(3)]
+    assert [p.name for p in saved] == ["G_800", "G_800-2", "G_800-3"]
+    assert default_model_name(checkpoints, _upload_files(tmp_path / "up", speakers=("x", "y"))) == "G_800-4"
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", "voice:1", ".hidden", "-x", "x" * 65, "a\x00b"])
+def test_unsafe_typed_names_are_refused_as_typed(tmp_path, name):
+    checkpoints = tmp_path / "checkpoints"
+    files = _upload_files(tmp_path / "up")
+    with pytest.raises(CheckpointError) as err:
+        save_uploaded_model(checkpoints, files, _accept, name=name, move=True)
+    assert f"the model name '{name}' cannot be used" in str(err.value)
+    assert "letters, digits, spaces, '_', '-' or '.'" in str(err.value)
+    assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
+    assert not any(p.exists() for p in files)  # move=True consumes the upload whatever happens
+
+
+def test_typed_names_are_kept_as_typed():
+    assert check_model_name("  My voice v1.2_x-3 ") == "My voice v1.2_x-3"
+    assert check_model_name("ソプラノ") == "ソプラノ"
 
 
 def test_rejected_upload_leaves_nothing_behind(tmp_path):
     checkpoints = tmp_path / "checkpoints"
-
-    def reject(folder: Path) -> None:
-        raise CheckpointError(f"'{folder / 'G_800.pth'}' is not a so-vits-svc checkpoint")
-
     with pytest.raises(CheckpointError, match="^the model was not saved: 'G_800.pth' is not a so-vits-svc checkpoint$"):
-        save_uploaded_model(checkpoints, _upload_files(tmp_path / "up"), reject)
+        save_uploaded_model(checkpoints, _upload_files(tmp_path / "up"), _reject)
     assert list(checkpoints.iterdir()) == []
+
+
+def test_moved_upload_leaves_no_copy_in_temp(tmp_path):
+    files = _upload_files(tmp_path / "up")
+    saved = save_uploaded_model(tmp_path / "checkpoints", files, _accept, move=True)
+    assert saved.name == "a" and (saved / "G_800.pth").read_bytes() == b"weights"
+    assert list((tmp_path / "up").iterdir()) == []
+
+
+def test_moved_upload_is_deleted_after_a_failed_validation(tmp_path):
+    with pytest.raises(CheckpointError, match="not saved"):
+        save_uploaded_model(tmp_path / "checkpoints", _upload_files(tmp_path / "up"), _reject, move=True)
+    assert list((tmp_path / "up").iterdir()) == []
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_copied_upload_keeps_the_source(tmp_path):
+    files = _upload_files(tmp_path / "up")
+    save_uploaded_model(tmp_path / "checkpoints", files, _accept)
+    assert all(p.exists() for p in files)
+
+
+@pytest.mark.parametrize("proc_status", [True, False])
+def test_saved_model_follows_the_umask(tmp_path, umask_027, monkeypatch, proc_status):
+    if not proc_status:  # the os.umask fallback, for kernels without Umask: in /proc
+        monkeypatch.setattr(storage, "_PROC_STATUS", tmp_path / "missing")
+    files = _upload_files(tmp_path / "up")
+    for f in files:
+        f.chmod(0o600)  # as a private temp upload
+    saved = save_uploaded_model(tmp_path / "checkpoints", files, _accept, move=True)
+    assert saved.stat().st_mode & 0o777 == 0o750
+    assert {p.name: p.stat().st_mode & 0o777 for p in saved.iterdir()} == {"G_800.pth": 0o640, "config.json": 0o640}
+    assert storage.current_umask() == 0o027
 
 
 @pytest.mark.parametrize(
@@ -69,8 +156,9 @@ def test_upload_must_be_one_pth_and_one_json(tmp_path, names, message):
 def test_existing_model_is_never_overwritten(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     save_uploaded_model(checkpoints, _upload_files(tmp_path / "a"), _accept, name="voice")
-    with pytest.raises(CheckpointError, match="already exists"):
+    with pytest.raises(CheckpointError, match="^a model named 'voice' already exists; type another name$"):
         save_uploaded_model(checkpoints, _upload_files(tmp_path / "b"), _accept, name="voice")
+    assert (checkpoints / "voice" / "G_800.pth").read_bytes() == b"weights"
     assert [p.name for p in checkpoints.iterdir() if p.name.startswith(UPLOAD_PREFIX)] == []
 
 
