@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,3 +103,26 @@ def discard(paths: Iterable[Path | str]) -> None:
             Path(path).unlink(missing_ok=True)
         except OSError as e:
             log.warning("could not delete %s: %s", path, e)
+
+
+def remove_stale_staging(folder: Path, older_than_s: float = 6 * 3600) -> list[Path]:
+    """Delete staging files and folders in ``folder`` that a crash left behind; return them.
+
+    Only entries untouched for ``older_than_s`` go, so an upload still being checked by another
+    worker process is left alone.  Meant to run when the web UI starts.
+    """
+    removed = []
+    cutoff = time.time() - older_than_s
+    for path in Path(folder).glob(f"{STAGING_PREFIX}*"):
+        try:
+            if path.lstat().st_mtime > cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as e:
+            log.warning("could not remove stale upload %s: %s", path, e)
+            continue
+        removed.append(path)
+    return removed
