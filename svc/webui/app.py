@@ -22,6 +22,7 @@ from ..naming import output_filename
 from ..progress import Progress
 from ..scheduler import QueueStatus, Scheduler
 from ..session import VitsSvc, describe_model_dir, list_model_dirs
+from ..storage import remove_stale_staging
 from .common import canonical_device, log
 
 DELETE_CACHE = (1800, 7200)  # every 30 min, delete uploads/outputs older than 2 h
@@ -55,6 +56,9 @@ class WebApp:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.banner = ""  # set by the launcher when a share link could not be made
         self.f0_cache = F0PredictorCache(max_entries=4)  # predictors for plots, shared by all sessions
+        for folder in (self.checkpoints_dir, self.pretrain_dir):  # half-saved uploads of a crashed server
+            if folder.is_dir():
+                remove_stale_staging(folder)
 
     # --- models -------------------------------------------------------------------------------
 
@@ -81,6 +85,12 @@ class WebApp:
                 label = f"{name} — unusable: {e}"
             choices.append((label, name))
         return choices
+
+    def refresh(self, current: str | None = None):
+        """The model list again, keeping the current choice; nothing is pre-selected that is not loaded."""
+        choices = self.model_choices()
+        names = [value for _, value in choices]
+        return gr.update(choices=choices, value=current if current in names else None)
 
     def model_path(self, name: str | None) -> Path:
         if not name:

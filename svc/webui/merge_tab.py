@@ -12,7 +12,6 @@ from ..errors import OptionsError, SvcError
 from ..model_tools import MERGE_MODES, describe, merge, parse_weights
 from .app import WebApp
 from .common import event_handler
-from .model_panel import refresh
 
 
 def merge_models(app: WebApp, models: list[str] | None, weights: str, mode: str, name: str,
@@ -33,7 +32,7 @@ def merge_models(app: WebApp, models: list[str] | None, weights: str, mode: str,
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
-    return f"Merged into **{name}**: {describe(written)}", refresh(app, name)
+    return f"Merged into **{name}**: {describe(written)}", app.refresh(name)
 
 
 def build(app: WebApp, model_dd: gr.Dropdown) -> None:

@@ -43,13 +43,6 @@ def landing_text(app: WebApp) -> str:
     return "\n\n".join(lines)
 
 
-def refresh(app: WebApp, current: str | None):
-    """The model list again, keeping the current choice; nothing is pre-selected that is not loaded."""
-    choices = app.model_choices()
-    names = [value for _, value in choices]
-    return gr.update(choices=choices, value=current if current in names else None)
-
-
 def load_model(app: WebApp, model: str | None, device: str | None, progress: gr.Progress):
     """Load a model for this session: the new state, the facts (or why not), and the speaker lists."""
     empty = gr.update(choices=[], value=None)
@@ -115,7 +108,7 @@ def upload_model(app: WebApp, files: list[str] | None, name: str | None, progres
         log.info("upload_model: %s", e)
         # One message, in the panel; the drop box is emptied so the next attempt starts clean.
         return f"❌ {e}", gr.update(), None, None
-    return (f"Saved model **{saved.name}** in `{saved}` and loaded it.", refresh(app, saved.name), None,
+    return (f"Saved model **{saved.name}** in `{saved}` and loaded it.", app.refresh(saved.name), None,
             saved.name)
 
 
@@ -171,7 +164,7 @@ def build(app: WebApp, state: gr.State):
     load_btn.click(load, [model_dd, device_dd], load_outputs, api_name="load_model", **load_kwargs)
     model_dd.select(load, [model_dd, device_dd], load_outputs, api_visibility="private", **load_kwargs)
     device_dd.select(load, [model_dd, device_dd], load_outputs, api_visibility="private", **load_kwargs)
-    refresh_btn.click(lambda current: refresh(app, current), model_dd, model_dd, api_name="list_models")
+    refresh_btn.click(app.refresh, model_dd, model_dd, api_name="list_models")
     upload = event_handler(partial(upload_model, app), "files", "name")
     upload_files.upload(lambda files: suggested_name(app, files), upload_files, upload_name,
                         api_visibility="private", queue=False)

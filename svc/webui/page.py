@@ -51,7 +51,7 @@ def build_demo(checkpoints_dir: str | Path = "checkpoints", pretrain_dir: str | 
         demo.load(lambda: gr.update(value=app.banner, visible=bool(app.banner)), outputs=banner,
                   api_visibility="private")
         # A fresh page shows what is on disk now, with nothing selected that is not loaded.
-        demo.load(lambda: (model_panel.refresh(app, None), model_panel.landing_text(app)),
+        demo.load(lambda: (app.refresh(None), model_panel.landing_text(app)),
                   outputs=[model_dd, model_info], api_visibility="private")
 
         def page_closed(request: gr.Request) -> None:
@@ -68,4 +68,4 @@ def _train_tab(app: WebApp, runs_dir: Path, model_dd: gr.Dropdown) -> None:
 
     with gr.Tab("Train", id="train", elem_id="tab_train"):
         jobs = TrainingJobs(runs_dir, app.checkpoints_dir, app.pretrain_dir)
-        train_tab(jobs, device_choices(), model_dd, lambda current: model_panel.refresh(app, current))
+        train_tab(jobs, device_choices(), model_dd, app.refresh)

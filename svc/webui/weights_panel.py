@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import SvcError
-from ..weight_store import save_uploaded_weight, weight_targets
+from ..weight_store import save_uploaded_weights, weight_targets
 from .app import WebApp
 from .common import event_handler, log
 from .model_panel import landing_text
@@ -18,26 +18,27 @@ def weights_table(app: WebApp) -> str:
     """Every pretrained file the app can use: what it is for, its name, whether the server has it."""
     rows = ["| for | file | on this server | where to get it |", "|---|---|---|---|"]
     for target in weight_targets(app.pretrain_dir):
-        names = ", ".join(f"`{name}`" for name in target.filenames)
-        rows.append(f"| {target.label} | {names} | {'✅ present' if target.present else '— missing'} | "
+        rows.append(f"| {target.label} | `{target.filename}` | {'✅ present' if target.present else '— missing'} | "
                     f"{target.source} |")
     return "\n".join(rows)
 
 
-def upload_weight(app: WebApp, path: str | None, loaded, progress: gr.Progress):
-    """Check and store one uploaded weight file; returns the message, the table, the emptied drop box
-    and the first-screen text again (when no model is loaded)."""
-    if not path:
+def upload_weight(app: WebApp, paths: list[str] | None, loaded, progress: gr.Progress):
+    """Check and store uploaded weight files (NSF-HiFiGAN's ``model`` with its ``config.json``);
+    returns the message, the table, the emptied drop box and the first-screen text again (when no
+    model is loaded)."""
+    if not paths:
         return "❌ drop a weight file into the box first", weights_table(app), None, gr.update()
-    name = Path(path).name  # Gradio keeps the uploaded file's own name
+    names = [Path(p).name for p in paths]  # Gradio keeps the uploaded files' own names
     try:
-        progress(0.2, desc=f"checking {name}")
-        stored = save_uploaded_weight(app.pretrain_dir, path, name, move=True)
+        progress(0.2, desc=f"checking {', '.join(names)}")
+        stored = save_uploaded_weights(app.pretrain_dir, list(zip(paths, names, strict=True)), move=True)
     except SvcError as e:
         log.info("upload_weight: %s", e)
         return f"❌ {e}", weights_table(app), None, gr.update()
-    log.info("stored uploaded weight file %s", stored)
-    return (f"Stored **{name}** as `{stored}`.", weights_table(app), None,
+    log.info("stored uploaded weight file(s) %s", ", ".join(map(str, stored)))
+    where = ", ".join(f"`{path.relative_to(app.pretrain_dir)}`" for path in stored)
+    return (f"Stored {where} in `{app.pretrain_dir}`.", weights_table(app), None,
             landing_text(app) if loaded is None else gr.update())
 
 
@@ -48,9 +49,10 @@ def build(app: WebApp, state: gr.State, model_info: gr.Markdown) -> None:
         gr.Markdown("Files are checked (format, size, that they load as what their name says) before they are "
                     "stored in the server's pretrain folder." + (" Some are missing:" if missing else ""))
         table = gr.Markdown(weights_table(app), elem_id="weights_table")
-        upload = gr.File(file_count="single", type="filepath", label="Weight file", elem_id="weight_upload")
+        upload = gr.File(file_count="multiple", type="filepath", label="Weight file(s), under their published names",
+                         elem_id="weight_upload")
         save = gr.Button("Add weight file", elem_id="weight_upload_btn")
         message = gr.Markdown(elem_id="weight_msg")
-    handler = event_handler(partial(upload_weight, app), "file", "loaded")
+    handler = event_handler(partial(upload_weight, app), "files", "loaded")
     save.click(handler, [upload, state], [message, table, upload, model_info], api_name="upload_weight",
-               concurrency_id="load", concurrency_limit=4)
+               concurrency_id="weights", concurrency_limit=1)  # a check can load a 1.5 GB model: one at a time
