@@ -185,6 +185,8 @@ class Scheduler:
             return len(jobs)
 
     def jobs(self, owner: str | None = None) -> list[Job]:
-        """Running then waiting jobs (of ``owner``, or everyone's)."""
+        """Running jobs, then waiting jobs in the order they will run (of ``owner``, or everyone's)."""
         with self._cond:
-            return [j for j in self._running + self._waiting if owner is None or j.owner == owner]
+            devices = dict.fromkeys(j.device for j in self._waiting)
+            waiting = [j for device in devices for j in self._order(device)]
+            return [j for j in self._running + waiting if owner is None or j.owner == owner]

@@ -88,8 +88,11 @@ def pick(page, dropdown: str, option: str) -> None:
 
 
 def test_errors_are_shown_in_the_page(page):
-    page.locator("#convert_btn").click()  # nothing uploaded, no model loaded
-    page.locator(".toast-body").filter(has_text="add an input recording first").wait_for()
+    # The first screen says what to do; nothing looks loaded that is not.
+    assert "Choose a model" in page.locator("#model_info").inner_text()
+    assert page.locator("#model_dd input").input_value() == ""
+    page.locator("#convert_btn").click()  # nothing uploaded, no model loaded: the model comes first
+    page.locator(".toast-body").filter(has_text="load a model first").wait_for()
     page.screenshot(path=str(ARTIFACTS / "webui-error.png"), full_page=True)
     page.locator(".toast-body button").first.click()
 
