@@ -154,7 +154,7 @@ def build(app: WebApp, state: gr.State, speaker_dd: gr.Dropdown):
                         settings[name] = setting_component(name)
             with gr.Row():
                 out_format = gr.Radio(list(OUTPUT_FORMATS), value="wav", label="Output format", elem_id="out_format")
-                output_f0 = gr.Radio(list(OUTPUT_F0_CHOICES), value=FAST_OUTPUT_F0, label="Output F0 in the plot",
+                output_f0 = gr.Dropdown(list(OUTPUT_F0_CHOICES), value=FAST_OUTPUT_F0, label="Output F0 in the plot",
                                      info="re-measures the result; the chosen predictor can take as long as the "
                                           "conversion", elem_id="output_f0")
             with gr.Row():

@@ -49,10 +49,10 @@ def build_demo(checkpoints_dir: str | Path = "checkpoints", pretrain_dir: str | 
             if training_runs is not None:
                 _train_tab(app, Path(training_runs), model_dd)
         demo.load(lambda: gr.update(value=app.banner, visible=bool(app.banner)), outputs=banner,
-                  api_visibility="private")
+                  api_visibility="private", show_progress="hidden")
         # A fresh page shows what is on disk now, with nothing selected that is not loaded.
         demo.load(lambda: (app.refresh(None), model_panel.landing_text(app)),
-                  outputs=[model_dd, model_info], api_visibility="private")
+                  outputs=[model_dd, model_info], api_visibility="private", show_progress="hidden")
 
         def page_closed(request: gr.Request) -> None:
             app.cancel(visitor_id(request), "the page was closed")
