@@ -43,16 +43,18 @@ def upload_weight(app: WebApp, paths: list[str] | None, loaded, progress: gr.Pro
 
 
 def build(app: WebApp, state: gr.State, model_info: gr.Markdown) -> None:
-    missing = any(not t.present for t in weight_targets(app.pretrain_dir))
     with gr.Accordion("Weights (speech encoders, rmvpe, NSF-HiFiGAN)", open=bool(app.missing_encoders()),
                       elem_id="weights_panel"):
-        gr.Markdown("Files are checked (format, size, that they load as what their name says) before they are "
-                    "stored in the server's pretrain folder." + (" Some are missing:" if missing else ""))
-        table = gr.Markdown(weights_table(app), elem_id="weights_table")
-        upload = gr.File(file_count="multiple", type="filepath", label="Weight file(s), under their published names",
-                         elem_id="weight_upload")
-        save = gr.Button("Add weight file", elem_id="weight_upload_btn")
+        gr.Markdown("Drop a pretrained file under its published name (for example `checkpoint_best_legacy_500.pt`; "
+                    "NSF-HiFiGAN's `model` together with its `config.json`). It is checked (size, format, that it "
+                    "loads as what its name says) before it is stored in the server's pretrain folder.")
+        with gr.Row(equal_height=True):
+            upload = gr.File(file_count="multiple", type="filepath", label="Weight file(s)", elem_id="weight_upload",
+                             height=120, scale=3)
+            save = gr.Button("Add weight file", elem_id="weight_upload_btn", scale=1)
         message = gr.Markdown(elem_id="weight_msg")
+        with gr.Accordion("Every weight file, and which are on this server", open=False, elem_id="weights_list"):
+            table = gr.Markdown(weights_table(app), elem_id="weights_table")
     handler = event_handler(partial(upload_weight, app), "files", "loaded")
     save.click(handler, [upload, state], [message, table, upload, model_info], api_name="upload_weight",
                concurrency_id="weights", concurrency_limit=1)  # a check can load a 1.5 GB model: one at a time
