@@ -20,6 +20,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 DEFAULT_CHECKPOINTS = Path("checkpoints")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 log = logging.getLogger("svc")
 
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except MemoryError:
         print("error: out of memory; try --clip 20 or a shorter input", file=sys.stderr)
         return EXIT_ERROR
@@ -202,6 +203,13 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         try:
             with _progress_bar(path.name, disabled=args.no_progress) as report:
                 session.convert_file(path, out_path, options, progress=report)
+        except KeyboardInterrupt:
+            # Ctrl-C: the file being converted is not written (outputs are renamed into place only
+            # when complete); say what was done and stop.
+            done = inputs.index(path) - failures
+            print(f"error: interrupted while converting '{path}'; nothing was written for it "
+                  f"({done} of {len(inputs)} file(s) done)", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except SvcError as e:
             failures += 1
             print(f"error: {path}: {e}", file=sys.stderr)

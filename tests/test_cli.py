@@ -129,3 +129,33 @@ def test_module_entry_point_exit_codes(tmp_path):
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("error:")
     usage = subprocess.run([sys.executable, "-m", "svc", "infer"], capture_output=True, text=True, env=env)
     assert usage.returncode == 2
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_partial_output(checkpoints_dir, pretrain_dir, tmp_path):
+    import signal
+    import time
+
+    song = tmp_path / "long.wav"
+    sf.write(song, np.concatenate([np.concatenate([sung_note(3.0, seed=i), np.zeros(44100, np.float32)])
+                                   for i in range(10)]), 44100)
+    out_dir = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    cli = subprocess.Popen([sys.executable, "-m", "svc", "infer", "-m", str(checkpoints_dir / "tiny41"),
+                            "--pretrain", str(pretrain_dir), "--device", "cpu", str(song), "-o", str(out_dir)],
+                           stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        # Wait until the conversion is under way (the progress bar has moved), then press Ctrl-C.
+        seen = ""
+        deadline = time.monotonic() + 120
+        while "chunk 2/" not in seen:
+            assert cli.poll() is None and time.monotonic() < deadline, seen
+            seen += cli.stderr.read(1)
+        cli.send_signal(signal.SIGINT)
+        _, rest = cli.communicate(timeout=60)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted while converting") and "0 of 1 file(s) done" in last
+    assert "Traceback" not in rest
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
