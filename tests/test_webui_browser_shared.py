@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from test_webui_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, pick  # noqa: E402
+from test_webui_shared import running_job  # noqa: E402
 
 pytestmark = [
     pytest.mark.browser,
@@ -77,16 +78,6 @@ def visit(browser, url: str):
     page.goto(url)
     page.wait_for_selector("#convert_btn")
     return page
-
-
-def running_job(app, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = [j for j in app.scheduler.jobs() if j.started is not None and j.fraction > 0]
-        if jobs:
-            return jobs[0]
-        time.sleep(0.05)
-    raise AssertionError("no conversion started")
 
 
 def start_long_conversion(page, site):

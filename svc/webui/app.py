@@ -15,7 +15,7 @@ import gradio as gr
 
 from ..audio import check_input_file
 from ..encoders.registry import get_spec
-from ..errors import SvcError
+from ..errors import OptionsError, SvcError
 from ..f0 import F0PredictorCache
 from ..model_store import UPLOAD_PREFIX, ModelManager
 from ..naming import output_filename
@@ -128,8 +128,6 @@ class WebApp:
         return check_input_file(path, Path(path).name, self.max_input_seconds)
 
     def output_path(self, audio_path: str, speaker: str, transpose: float, fmt: str) -> Path:
-        from ..errors import OptionsError
-
         if fmt not in OUTPUT_FORMATS:
             raise OptionsError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
         self._prune_outputs()

@@ -8,7 +8,6 @@ the page.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,18 +19,14 @@ from ..errors import SvcError
 from ..f0 import F0_PREDICTORS
 from ..train.config import TEMPLATES
 from ..train.jobs import RunStatus, TrainingJobs
+from .common import shows_errors
 
 REFRESH_SECONDS = 3.0
 
 
 def _errors_to_page(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SvcError as e:
-            raise gr.Error(str(e)) from None
-    return wrapper
+    """The page's one-toast, one-log-line error display (``svc.webui.common.shows_errors``)."""
+    return shows_errors(fn)
 
 
 def describe(status: RunStatus) -> str:
