@@ -183,12 +183,15 @@ def test_one_registry_with_the_reference_sampler_names():
 
 
 def test_progress_reports_diffusion_steps_and_cost_is_per_piece(session):
-    messages = []
+    messages, fractions = [], []
     options = ConvertOptions(shallow_diffusion=True, k_step=40, diffusion_method="ddim", clip_seconds=0.3)
-    result = session.convert(WAV, 44100, options, lambda f, text: messages.append(text))
+    result = session.convert(WAV, 44100, options, lambda f, text: (messages.append(text), fractions.append(f)))
     steps = [m for m in messages if "diffusion step" in m]
-    assert steps[:4] == [f"chunk 1/1, piece 1/2, diffusion step {i}/4" for i in range(1, 5)]
-    assert steps[-1] == "chunk 1/1, piece 2/2, diffusion step 4/4"
+    assert steps[:4] == [f"chunk 1/1, piece 1/2: diffusion step {i}/4" for i in range(1, 5)]
+    assert steps[-1] == "chunk 1/1, piece 2/2: diffusion step 4/4"
+    # Every step moves the bar (within the piece's share), and the bar never goes back.
+    step_fractions = [f for f, m in zip(fractions, messages, strict=True) if "diffusion step" in m]
+    assert len(set(step_fractions)) == len(step_fractions) and fractions == sorted(fractions)
     assert result.timings["diffusion"] > 0 and len(result.audio) == len(WAV)
 
 
