@@ -304,14 +304,18 @@ class FixedShapeConv:
         tiles = -(-n // tile)
         span = (tile - 1) * s + self.kernel  # the input one tile of outputs reads
         x = F.pad(x, (self.padding, (tiles - 1) * tile * s + span - x.shape[-1] - self.padding))
-        # Unpacked, the sum goes to a new tensor in F.conv2d's layout for this input (contiguous), as
-        # ``Conv.add_to`` gave: the resblocks after it then run the very same kernels as before.
-        total = out if self.conv.packed else torch.empty_like(out, memory_format=torch.contiguous_format)
+        # Unpacked, the convolution goes to a new tensor in F.conv2d's layout for this input
+        # (contiguous) and ``out`` is added to it, as ``Conv.add_to`` did: the same sums, and the
+        # resblocks after it run the same kernels.  Packed (bf16 inference), it is added into ``out``.
+        total = out if self.conv.packed else torch.empty(out.shape, dtype=out.dtype, device=out.device)
         for t in range(tiles):
             y = self.conv(x[..., t * tile * s : t * tile * s + span])
             a, b = t * tile, min(n, (t + 1) * tile)
-            torch.add(y[..., : b - a], out[..., a:b], out=total[..., a:b])
-        return total
+            if self.conv.packed:
+                total[..., a:b].add_(y[..., : b - a])
+            else:
+                total[..., a:b] = y[..., : b - a]
+        return total if self.conv.packed else total.add_(out)
 
 
 @dataclass
