@@ -1,4 +1,4 @@
-"""End-to-end benchmark: decode -> ``VitsSvc.convert`` -> write, each case in its own process.
+"""End-to-end benchmark: ``VitsSvc.convert_file`` as the CLI calls it, each case in its own process.
 
 The parent prepares the input files (cached) and starts one child per (duration, F0 method,
 precision); the child loads the session, warms it up on a short input, then times full
@@ -102,7 +102,7 @@ def _child(args: argparse.Namespace) -> None:
     import torch
 
     from svc import ConvertOptions
-    from svc.audio import read_audio, write_audio
+    from svc.audio import audio_duration
     from svc.session import VitsSvc
 
     torch.set_num_threads(args.threads)
@@ -113,18 +113,13 @@ def _child(args: argparse.Namespace) -> None:
     options = ConvertOptions(speaker="bob", f0_method=args.f0)
 
     def once(path: Path, out: Path) -> dict:
-        stages = {}
+        # As the CLI converts a file: decoded whole, written chunk by chunk, no output kept in memory.
         cpu = time.process_time()
         t0 = time.perf_counter()
-        wav, sr = read_audio(path, mono=True)
-        stages["decode"] = time.perf_counter() - t0
-        result = session.convert(wav, sr, options)
-        t1 = time.perf_counter()
-        write_audio(out, result.audio, result.sampling_rate)
-        stages["write"] = time.perf_counter() - t1
+        result = session.convert_file(path, out, options, keep_audio=False)
         total = time.perf_counter() - t0
-        return {"total": total, "cpu": time.process_time() - cpu, "stages": {**stages, **result.timings},
-                "duration": len(wav) / sr}
+        return {"total": total, "cpu": time.process_time() - cpu, "stages": dict(result.timings),
+                "duration": audio_duration(path)}
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.wav"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -238,15 +240,48 @@ def write_audio(
     if subtype != "FLOAT":
         data = np.clip(data, -1.0, 1.0)
     frames = data.T if data.ndim == 2 else data
+    with _replacing(path) as tmp:
+        sf.write(tmp, frames, int(sr), format=fmt, subtype=subtype)
+    logger.debug("wrote %s (%s, %d Hz)", path, subtype, sr)
+    return path
+
+
+@contextmanager
+def audio_writer(path: str | os.PathLike[str], sr: int, *,
+                 subtype: str | None = None) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write mono audio to a .wav or .flac file block by block, atomically.
+
+    ``with audio_writer(path, sr) as write: write(block)`` gives the same file as ``write_audio``
+    of the blocks joined, without holding them all: each block is checked and clipped as it comes,
+    and ``path`` is replaced only when the ``with`` block ends without an error.
+    """
+    path = Path(path)
+    fmt, subtype = _write_format(path, subtype)
+    with _replacing(path) as tmp, sf.SoundFile(tmp, "w", int(sr), 1, subtype, format=fmt) as out:
+
+        def write(block: np.ndarray) -> None:
+            data = np.asarray(block, dtype=np.float32)
+            if data.ndim != 1:
+                raise ValueError(f"expected mono audio blocks of shape [N], got {data.shape}")
+            if not np.isfinite(data).all():
+                raise ValueError("refusing to write audio that contains NaN or infinite samples")
+            out.write(data if subtype == "FLOAT" else np.clip(data, -1.0, 1.0))
+
+        yield write
+    logger.debug("wrote %s (%s, %d Hz)", path, subtype, sr)
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` that is renamed over it when the ``with`` block succeeds and
+    removed when it fails, so ``path`` never holds a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; outputs are ordinary files
-        sf.write(tmp, frames, int(sr), format=fmt, subtype=subtype)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    logger.debug("wrote %s (%s, %d Hz)", path, subtype, sr)
-    return path

@@ -202,7 +202,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             raise SvcError(f"output '{out_path}' would overwrite the input; choose another --output folder")
         try:
             with _progress_bar(path.name, disabled=args.no_progress) as report:
-                session.convert_file(path, out_path, options, progress=report)
+                session.convert_file(path, out_path, options, progress=report, keep_audio=False)
         except KeyboardInterrupt:
             # Ctrl-C: the file being converted is not written (outputs are renamed into place only
             # when complete); say what was done and stop.

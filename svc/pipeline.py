@@ -63,10 +63,11 @@ class ConversionResult:
     chunks: list[Chunk]
     f0_tracks: list[F0Track] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    length: int | None = None  # samples written, when ``audio`` was not kept (then it is empty)
 
     @property
     def duration(self) -> float:
-        return len(self.audio) / self.sampling_rate
+        return (len(self.audio) if self.length is None else self.length) / self.sampling_rate
 
 
 # What the pipeline calls on the parts a session gives it.  The session (svc/session.py) builds them
@@ -164,15 +165,22 @@ def convert(
     options: ConvertOptions,
     parts: SynthesisParts,
     progress: Progress | None = None,
+    write: Callable[[np.ndarray], None] | None = None,
+    keep_audio: bool = True,
 ) -> ConversionResult:
-    """Convert mono float audio ``wav`` at ``sr`` Hz; the result is at the model's rate."""
+    """Convert mono float audio ``wav`` at ``sr`` Hz; the result is at the model's rate.
+
+    ``write`` receives the output in consecutive blocks as they are finished (e.g. to a file);
+    without ``keep_audio`` the result holds no copy of it (``audio`` empty, ``length`` set), so a
+    long song needs no output-sized buffer.
+    """
     progress = progress or (lambda fraction, text: None)
     clock = _Stopwatch()
     target_sr = parts.sampling_rate
     with clock.stage("slice"):
         chunks = slice_audio(wav, sr, db_thresh=options.slice_db)
     bounds = _target_bounds(chunks, sr, target_sr)
-    out = np.zeros(bounds[-1], dtype=np.float32)
+    out = _Output(bounds[-1], write, keep_audio, clock)
     voiced_total = sum(c.end - c.start for c in chunks if c.is_speech) or 1
     voiced_done = 0
     tracks: list[F0Track] = []
@@ -182,7 +190,8 @@ def convert(
         if not chunk.is_speech:
             if mix is not None:
                 mix.silence(chunk.end - chunk.start)
-            continue  # silence stays silent: `out` is already zero there
+            out.silence(bounds[index + 1] - bounds[index])  # silence stays silent
+            continue
         clip, overlap = _clip_lengths(options, chunk.end - chunk.start, sr)
         pieces = split_pieces(chunk.end - chunk.start, sr, clip, overlap)
         if mix is not None:
@@ -203,9 +212,37 @@ def convert(
             voiced_done += piece.length - piece.overlap
         with clock.stage("crossfade"):
             joined = stitch(rendered, [span.overlap for span in spans], options.crossfade_keep)
-            out[bounds[index] : bounds[index + 1]] = fit_length(joined, bounds[index + 1] - bounds[index])
+        out.add(fit_length(joined, bounds[index + 1] - bounds[index]))
     progress(1.0, "done")
-    return ConversionResult(out, target_sr, chunks, tracks, clock.totals)
+    audio = out.audio if out.audio is not None else np.zeros(0, np.float32)
+    return ConversionResult(audio, target_sr, chunks, tracks, clock.totals,
+                            length=None if keep_audio else bounds[-1])
+
+
+class _Output:
+    """Where the converted chunks go, in order: an array kept for the result, and/or ``write``."""
+
+    SILENCE_BLOCK = 1 << 20  # samples of zeros handed to ``write`` at a time
+
+    def __init__(self, length: int, write: Callable[[np.ndarray], None] | None, keep: bool,
+                 clock: _Stopwatch) -> None:
+        self.audio = np.zeros(length, dtype=np.float32) if keep else None
+        self.write, self.clock, self.filled = write, clock, 0
+
+    def add(self, block: np.ndarray) -> None:
+        if self.audio is not None:
+            self.audio[self.filled : self.filled + len(block)] = block
+        if self.write is not None:
+            with self.clock.stage("write"):
+                self.write(block)
+        self.filled += len(block)
+
+    def silence(self, n: int) -> None:
+        if self.write is None:  # the kept array is already zero there
+            self.filled += n
+            return
+        for start in range(0, n, self.SILENCE_BLOCK):
+            self.add(np.zeros(min(self.SILENCE_BLOCK, n - start), dtype=np.float32))
 
 
 def _piece_speaker(mix: SpeakerMixTrackLike | None, start_in_chunk: int,

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio import check_audio_array, read_audio, write_audio
+from .audio import audio_writer, check_audio_array, read_audio
 from .checkpoint import load_generator
 from .config import ModelConfig
 from .device import resolve_device
@@ -33,6 +34,7 @@ from .errors import CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
 from .f0 import get_spec as get_f0_spec
 from .f0.sovits3 import sovits3_predictor
+from .memory import limit_onednn_cache
 from .models import Sovits3Synthesizer, SynthesizerTrn
 from .models.sovits3 import sample_multiple as sovits3_sample_multiple
 from .options import ConvertOptions
@@ -163,6 +165,7 @@ class VitsSvc:
 
     def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
                  precision: str = "fp32", checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR):
+        limit_onednn_cache()  # before the first convolution, or the cache grows with every piece's shape
         self.device = resolve_device(device)
         self.checkpoints_dir = Path(checkpoints_dir)  # where loadCheckpoint(name) looks
         self._dtype = precision_dtype(precision, self.device)
@@ -348,6 +351,33 @@ class VitsSvc:
         self, wav: np.ndarray, sr: int, options: ConvertOptions | None = None, progress: Progress | None = None
     ) -> ConversionResult:
         """Convert audio (mono ``[N]`` or ``[channels, N]`` float at ``sr`` Hz) to the loaded voice."""
+        return self._convert(wav, sr, options, progress)
+
+    def convert_file(
+        self,
+        in_path: str | Path,
+        out_path: str | Path,
+        options: ConvertOptions | None = None,
+        progress: Progress | None = None,
+        *,
+        keep_audio: bool = True,
+    ) -> ConversionResult:
+        """Read any supported audio file, convert it and write ``out_path`` (.wav or .flac) atomically.
+
+        The output is written chunk by chunk as the conversion goes (``out_path`` appears only when it
+        succeeded); with ``keep_audio=False`` the result holds no copy of it (``result.audio`` is
+        empty), so a long song needs no output-sized buffer.
+        """
+        start = time.perf_counter()
+        wav, sr = read_audio(in_path, mono=True)
+        decode = time.perf_counter() - start
+        result = self._convert(wav, sr, options, progress, Path(out_path), keep_audio)
+        result.timings = {"decode": decode, **result.timings}
+        return result
+
+    def _convert(self, wav: np.ndarray, sr: int, options: ConvertOptions | None, progress: Progress | None,
+                 out_path: Path | None = None, keep_audio: bool = True) -> ConversionResult:
+        """``convert``, also writing ``out_path`` as the chunks are finished when it is given."""
         options = options or ConvertOptions()
         wav = check_audio_array(wav, sr)
         with self._lock:
@@ -357,24 +387,14 @@ class VitsSvc:
             parts = self._synthesis_parts(options)
             try:
                 with torch.inference_mode():
-                    return convert(wav, sr, options, parts, progress)
+                    if out_path is None:
+                        return convert(wav, sr, options, parts, progress)
+                    with audio_writer(out_path, parts.sampling_rate) as write:
+                        return convert(wav, sr, options, parts, progress, write, keep_audio)
             except torch.OutOfMemoryError:
                 raise SvcError(
                     f"out of memory on {self.device}; convert on the CPU or set clip_seconds (e.g. 15)"
                 ) from None
-
-    def convert_file(
-        self,
-        in_path: str | Path,
-        out_path: str | Path,
-        options: ConvertOptions | None = None,
-        progress: Progress | None = None,
-    ) -> ConversionResult:
-        """Read any supported audio file, convert it and write ``out_path`` (.wav or .flac) atomically."""
-        wav, sr = read_audio(in_path, mono=True)
-        result = self.convert(wav, sr, options, progress)
-        write_audio(out_path, result.audio, result.sampling_rate)
-        return result
 
     def _synthesis_parts(self, options: ConvertOptions) -> SynthesisParts:
         if options.only_diffusion:

@@ -90,9 +90,13 @@ def float_state(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | Path,
-                      what: str) -> None:
+                      what: str, *, assign: bool = False) -> None:
     """``module.load_state_dict(state, strict=True)``, with key or shape mismatches as one
-    ``WeightFileError`` naming the file (``what`` as in ``load_torch_file``)."""
+    ``WeightFileError`` naming the file (``what`` as in ``load_torch_file``).
+
+    ``assign``: the module takes ``state``'s tensors instead of copying them (for a module built on
+    the meta device: no random initialisation and no second copy of the weights while loading).
+    """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -105,4 +109,7 @@ def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
              for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:
         raise WeightFileError(f"'{path}' does not match {what}: shape mismatch in {', '.join(wrong[:3])}")
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
+    left = [name for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if left:  # a buffer that is not saved (persistent=False) cannot come from the file
+        raise RuntimeError(f"{type(module).__name__} kept meta tensors after loading: {left[:4]}")

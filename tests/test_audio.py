@@ -10,6 +10,7 @@ import torch
 
 from svc.audio import (
     audio_duration,
+    audio_writer,
     check_input_file,
     format_duration,
     read_audio,
@@ -259,3 +260,32 @@ def test_resample_is_exactly_the_reference_transform(orig: int, new: int, width:
 
     x = torch.randn(2, orig // 4, generator=torch.Generator().manual_seed(0))
     assert torch.equal(resample(x, orig, new, width), T.Resample(orig, new, lowpass_filter_width=width)(x))
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_audio_writer_blocks_equal_one_write(tmp_path: Path, suffix: str) -> None:
+    x = _sine(16000, amp=1.3)[0]  # peaks beyond full scale: clipped per block as write_audio clips
+    whole = write_audio(tmp_path / f"whole{suffix}", x, 16000)
+    with audio_writer(tmp_path / f"blocks{suffix}", 16000) as write:
+        for start in range(0, len(x), 3001):
+            write(x[start : start + 3001])
+    a, _ = read_audio(whole, mono=True)
+    b, _ = read_audio(tmp_path / f"blocks{suffix}", mono=True)
+    np.testing.assert_array_equal(a, b)
+    if suffix == ".wav":
+        assert whole.read_bytes() == (tmp_path / "blocks.wav").read_bytes()
+
+
+def test_audio_writer_is_atomic(tmp_path: Path) -> None:
+    path = write_audio(tmp_path / "o.wav", _sine(16000), 16000)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="NaN"), audio_writer(path, 16000) as write:
+        write(_sine(8000, amp=0.1)[0])
+        write(np.full(100, np.nan, np.float32))
+    with pytest.raises(KeyboardInterrupt), audio_writer(path, 16000) as write:  # e.g. a cancel
+        write(_sine(8000, amp=0.1)[0])
+        raise KeyboardInterrupt
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+    with pytest.raises(AudioError, match="unknown output format"), audio_writer(tmp_path / "o.mp3", 16000):
+        pass

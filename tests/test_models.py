@@ -195,3 +195,22 @@ def test_fp16_file_is_computed_in_fp32(tmp_path):
     assert half_compute < 10, half_compute  # the documented difference: we do not copy fp16 compute
     # rounding the weights to fp16 alone is a small change: 55 dB from the fp32 file's output
     assert 45 < snr_db(audio.numpy(), np.load(DATA / "reference_4.1.npy")) < 70
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(16, 8, 4), (4, 2, 1), (1, 1, 0), (128, 64, 32)])
+def test_noise_conv_tiles_are_bit_exact(monkeypatch, kernel, stride, padding):
+    """The fixed-shape tiling of the excitation's convolutions changes no bit of their output."""
+    import torch.nn.functional as F
+
+    from svc.models import nsf_hifigan
+    from svc.models.conv2d_plan import Conv
+
+    monkeypatch.setattr(nsf_hifigan, "NOISE_TILE", 100)
+    gen = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(8, 1, 1, kernel, generator=gen), torch.randn(8, generator=gen)
+    conv = nsf_hifigan.FixedShapeConv(Conv(weight, bias, stride), padding, kernel, stride)
+    for frames in (3, 100 // stride * 2, 1000):  # under one tile, exactly whole tiles, many with a remainder
+        x = torch.randn(1, 1, 1, frames * stride, generator=gen).contiguous(memory_format=torch.channels_last)
+        expected = F.conv2d(x, weight, bias, (1, stride), (0, padding))
+        base = torch.randn(expected.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(conv.add_to(base.clone(), x), expected + base)

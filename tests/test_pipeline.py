@@ -206,6 +206,39 @@ def test_convert_file_writes_what_it_returns(session, tmp_path):
     np.testing.assert_allclose(written, np.clip(result.audio, -1, 1), atol=1 / 32767 + 1e-6)
 
 
+def test_convert_file_streams_the_same_samples(session, tmp_path):
+    import soundfile as sf
+
+    src = tmp_path / "in.wav"
+    sf.write(src, phrase_with_gap(), SR, subtype="FLOAT")
+    options = ConvertOptions(speaker="bob", clip_seconds=0.5, crossfade_seconds=0.1)  # several pieces
+    kept = session.convert_file(src, tmp_path / "kept.wav", options)
+    streamed = session.convert_file(src, tmp_path / "streamed.wav", options, keep_audio=False)
+    assert streamed.audio.size == 0 and streamed.duration == pytest.approx(kept.duration)
+    assert (tmp_path / "kept.wav").read_bytes() == (tmp_path / "streamed.wav").read_bytes()
+    in_memory = session.convert(phrase_with_gap(), SR, options).audio
+    np.testing.assert_array_equal(kept.audio, in_memory)
+    assert {"decode", "write"} <= set(streamed.timings)
+
+
+def test_failed_convert_file_leaves_no_file(session, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    import svc.pipeline
+
+    src, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, phrase_with_gap(), SR)
+    out.write_bytes(b"old")
+
+    def cancelled(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(svc.pipeline, "_convert_piece", cancelled)
+    with pytest.raises(KeyboardInterrupt):
+        session.convert_file(src, out, ConvertOptions(speaker="bob"), keep_audio=False)
+    assert out.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
+
+
 def test_results_are_plain_tensors_free(session):
     result = session.convert(sung_note(0.5), SR, ConvertOptions())
     assert isinstance(result.audio, np.ndarray) and result.audio.dtype == np.float32

@@ -104,8 +104,9 @@ def load_fairseq_hubert(path: Path, what: str) -> HubertNet:
     model_cfg = _model_config(ckpt, path, what)
     state = float_state(ckpt["model"])
     arch = arch_from_fairseq(read_fairseq_config(FairseqConfig, model_cfg, path, what), state)
-    net = HubertNet(arch)
-    load_module_state(net, map_fairseq_keys(state), path, what)
+    with torch.device("meta"):  # the file's tensors become the weights: no init, no second copy
+        net = HubertNet(arch)
+    load_module_state(net, map_fairseq_keys(state), path, what, assign=True)
     return net.eval()
 
 

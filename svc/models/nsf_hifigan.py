@@ -29,6 +29,10 @@ SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to th
 # enough to bound memory, large enough that the op count (each a thread barrier) stays low.
 TILE_BYTES = 8 * 1024 * 1024
 MIN_TILE = 32768
+# The excitation's strided noise convolutions run over output tiles of exactly this many samples
+# (the last one zero-padded), so their shape never changes: oneDNN compiled a new kernel for every
+# piece length (0.7-1.1 s each for the 1-channel strided ones on an AMX Xeon) and kept each one in its cache.
+NOISE_TILE = 16384
 
 
 class SineSource(nn.Module):
@@ -289,6 +293,41 @@ def _target(x: torch.Tensor, j: int, conv: Conv) -> torch.Tensor:
     return x.clone(memory_format=torch.channels_last) if j == 0 and conv.packed else x
 
 
+class FixedShapeConv:
+    """A convolution (``conv`` without padding, plus the ``padding`` it stands for) computed over output
+    tiles of ``NOISE_TILE`` samples on CPUs, so every call has the same shape whatever the length.
+
+    Each output sample sees the same inputs (the zeros of the padding included) and oneDNN sums them
+    in the same order, so the result is bit-for-bit that of one call (checked in tests/test_models.py).
+    In float32 the single call cost, per new length, up to 1.1 s of kernel compilation and a cache
+    entry of several MB.
+    """
+
+    def __init__(self, conv: Conv, padding: int, kernel: int, stride: int):
+        self.conv, self.padding, self.kernel, self.stride = conv, padding, kernel, stride
+
+    def add_to(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``out += conv(x)`` in place for ``out`` as long as the padded convolution's output."""
+        n, tile, s = out.shape[-1], NOISE_TILE, self.stride
+        if x.device.type != "cpu":  # GPUs prefer one large kernel
+            return self.conv.add_to(out, F.pad(x, (self.padding, self.padding)))
+        tiles = -(-n // tile)
+        span = (tile - 1) * s + self.kernel  # the input one tile of outputs reads
+        x = F.pad(x, (self.padding, (tiles - 1) * tile * s + span - x.shape[-1] - self.padding))
+        # Unpacked, the convolution goes to a new tensor in F.conv2d's layout for this input
+        # (contiguous) and ``out`` is added to it, as ``Conv.add_to`` did: the same sums, and the
+        # resblocks after it run the same kernels.  Packed (bf16 inference), it is added into ``out``.
+        total = out if self.conv.packed else torch.empty(out.shape, dtype=out.dtype, device=out.device)
+        for t in range(tiles):
+            y = self.conv(x[..., t * tile * s : t * tile * s + span])
+            a, b = t * tile, min(n, (t + 1) * tile)
+            if self.conv.packed:
+                total[..., a:b].add_(y[..., : b - a])
+            else:
+                total[..., a:b] = y[..., : b - a]
+        return total if self.conv.packed else total.add_(out)
+
+
 @dataclass
 class _Plan:
     """The decoder's layers as ``(B, C, 1, T)`` convolutions in one dtype (weights are views when float32,
@@ -307,12 +346,13 @@ class _Plan:
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
         pack = can_pack(dtype, key[1])
 
-        def wb(conv: nn.Module, scale: float = 1.0) -> Conv | ConvTranspose:
+        def wb(conv: nn.Module, scale: float = 1.0, padding: int | None = None) -> Conv | ConvTranspose:
             weight = (conv.weight if scale == 1.0 else conv.weight * scale).unsqueeze(2).to(dtype)
             bias = None if conv.bias is None else conv.bias.to(dtype)
+            padding = conv.padding[0] if padding is None else padding
             if isinstance(conv, nn.ConvTranspose1d):
-                return ConvTranspose(weight, bias, conv.stride[0], conv.padding[0], pack=pack)
-            return Conv(weight, bias, conv.stride[0], conv.padding[0], conv.dilation[0], pack=pack)
+                return ConvTranspose(weight, bias, conv.stride[0], padding, pack=pack)
+            return Conv(weight, bias, conv.stride[0], padding, conv.dilation[0], pack=pack)
 
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
@@ -327,6 +367,7 @@ class _Plan:
                 else:
                     stage.append([wb(c) for c in block.convs])
             resblocks.append(stage)
-        return cls(key=key, dtype=dtype, pre=wb(dec.conv_pre), ups=ups,
-                   noise=[wb(n) for n in dec.noise_convs], resblocks=resblocks, post=wb(dec.conv_post, scale),
-                   halos=halos)
+        noise = [FixedShapeConv(wb(n, padding=0), n.padding[0], n.kernel_size[0], n.stride[0])
+                 for n in dec.noise_convs]
+        return cls(key=key, dtype=dtype, pre=wb(dec.conv_pre), ups=ups, noise=noise, resblocks=resblocks,
+                   post=wb(dec.conv_post, scale), halos=halos)
