@@ -195,3 +195,37 @@ def test_fp16_file_is_computed_in_fp32(tmp_path):
     assert half_compute < 10, half_compute  # the documented difference: we do not copy fp16 compute
     # rounding the weights to fp16 alone is a small change: 55 dB from the fp32 file's output
     assert 45 < snr_db(audio.numpy(), np.load(DATA / "reference_4.1.npy")) < 70
+
+
+@pytest.mark.parametrize("length", [1, 3, 12])
+def test_relative_attention_band_equals_dense_offsets(length):
+    from svc.models.attentions import _add_band, _band
+
+    gen = torch.Generator().manual_seed(length)
+    w = 4
+    band = torch.randn(1, 2, length, 2 * w + 1, generator=gen)
+    p = torch.randn(1, 2, length, length, generator=gen)
+    dense = torch.zeros(1, 2, length, length)
+    expected_band = torch.zeros_like(band)
+    for i in range(length):
+        for j in range(max(0, i - w), min(length, i + w + 1)):
+            dense[..., i, j] = band[..., i, w + j - i]
+            expected_band[..., i, w + j - i] = p[..., i, j]
+    scores = p.clone()
+    _add_band(scores, band)
+    assert torch.equal(scores, p + dense)
+    assert torch.equal(_band(p, w), expected_band)
+
+
+@pytest.mark.parametrize("kernel_size,padding", [(1, 0), (3, 0), (5, 2)])
+def test_gemm_conv1d_equals_conv1d(kernel_size, padding):
+    from svc.models.layers import GemmConv1d
+
+    torch.manual_seed(kernel_size)
+    conv = GemmConv1d(24, 40, kernel_size, padding=padding)
+    x = torch.randn(2, 24, 50)
+    with torch.inference_mode():
+        expected = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=padding)
+        assert torch.allclose(conv(x), expected, rtol=1e-5, atol=1e-5)
+        conv.compute_dtype = torch.bfloat16
+        assert torch.allclose(conv(x), expected, rtol=0.05, atol=0.1)
