@@ -229,3 +229,7 @@ def test_gemm_conv1d_equals_conv1d(kernel_size, padding):
         assert torch.allclose(conv(x), expected, rtol=1e-5, atol=1e-5)
         conv.compute_dtype = torch.bfloat16
         assert torch.allclose(conv(x), expected, rtol=0.05, atol=0.1)
+    with torch.no_grad():
+        conv.weight.mul_(2)  # a new weight version: the cached bfloat16 copy is rebuilt
+    with torch.inference_mode():
+        assert torch.allclose(conv(x), 2 * expected - conv.bias[:, None], rtol=0.05, atol=0.2)

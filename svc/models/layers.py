@@ -57,12 +57,17 @@ class GemmConv1d(nn.Conv1d):
         return y if self.bias is None else y.add_(self.bias[:, None])
 
     def _gemm_weight(self) -> torch.Tensor:
-        """The ``(out, in*k)`` weight in ``compute_dtype``, converted once per weight version."""
+        """The ``(out, in*k)`` weight in ``compute_dtype`` (a view in float32; a bfloat16 copy made once per
+        weight version, or per call for a weight computed in inference mode, e.g. by a parametrization)."""
+        weight = self.weight.reshape(self.weight.shape[0], -1)
+        if weight.dtype == self.compute_dtype:
+            return weight
+        if self.weight.is_inference():  # no version counter: its memory may be reused by another weight
+            return weight.to(self.compute_dtype)
         key = (self.compute_dtype, self.weight.data_ptr(), self.weight._version)
         cached = self.__dict__.get("_gemm_cache")
         if cached is None or cached[0] != key:
-            cached = self.__dict__["_gemm_cache"] = (key, self.weight.reshape(self.weight.shape[0], -1)
-                                                     .to(self.compute_dtype).contiguous())
+            cached = self.__dict__["_gemm_cache"] = (key, weight.to(self.compute_dtype).contiguous())
         return cached[1]
 
 
