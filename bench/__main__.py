@@ -196,6 +196,9 @@ def _meta() -> dict:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "torch": torch.__version__, "python": platform.python_version(), "commit": commit,
         "loadavg_before": os.getloadavg(),
+        # How OpenMP threads wait at a barrier ("passive": sleep at once); on a CPU shared with other
+        # work, spinning (the default) can cost a time slice per barrier (see README, Performance).
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 

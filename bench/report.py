@@ -6,7 +6,8 @@ from __future__ import annotations
 def format_table(results: dict) -> str:
     meta = results["meta"]
     lines = [f"{meta['cpu']} ({meta['cpu_count']} CPUs), torch {meta['torch']}, commit {meta['commit']}, "
-             f"load average {meta['loadavg_before'][0]:.1f} before / {meta.get('loadavg_after', [0])[0]:.1f} after"]
+             f"load average {meta['loadavg_before'][0]:.1f} before / {meta.get('loadavg_after', [0])[0]:.1f} after"
+             + (f", OMP_WAIT_POLICY={meta['omp_wait_policy']}" if meta.get("omp_wait_policy") else "")]
     if results["core"]:
         lines += ["", "| synthesis core, 10 s | threads | wall median (min-max) s | RTF | CPU s | speed vs fp32 "
                   "(wall / CPU) | output vs fp32 |", "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -214,3 +214,41 @@ def test_noise_conv_tiles_are_bit_exact(monkeypatch, kernel, stride, padding):
         expected = F.conv2d(x, weight, bias, (1, stride), (0, padding))
         base = torch.randn(expected.shape, generator=gen).contiguous(memory_format=torch.channels_last)
         assert torch.equal(conv.add_to(base.clone(), x), expected + base)
+
+
+@pytest.mark.parametrize("length", [1, 3, 12])
+def test_relative_attention_band_equals_dense_offsets(length):
+    from svc.models.attentions import _add_band, _band
+
+    gen = torch.Generator().manual_seed(length)
+    w = 4
+    band = torch.randn(1, 2, length, 2 * w + 1, generator=gen)
+    p = torch.randn(1, 2, length, length, generator=gen)
+    dense = torch.zeros(1, 2, length, length)
+    expected_band = torch.zeros_like(band)
+    for i in range(length):
+        for j in range(max(0, i - w), min(length, i + w + 1)):
+            dense[..., i, j] = band[..., i, w + j - i]
+            expected_band[..., i, w + j - i] = p[..., i, j]
+    scores = p.clone()
+    _add_band(scores, band)
+    assert torch.equal(scores, p + dense)
+    assert torch.equal(_band(p, w), expected_band)
+
+
+@pytest.mark.parametrize("kernel_size,padding", [(1, 0), (3, 0), (5, 2)])
+def test_gemm_conv1d_equals_conv1d(kernel_size, padding):
+    from svc.models.layers import GemmConv1d
+
+    torch.manual_seed(kernel_size)
+    conv = GemmConv1d(24, 40, kernel_size, padding=padding)
+    x = torch.randn(2, 24, 50)
+    with torch.inference_mode():
+        expected = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=padding)
+        assert torch.allclose(conv(x), expected, rtol=1e-5, atol=1e-5)
+        conv.compute_dtype = torch.bfloat16
+        assert torch.allclose(conv(x), expected, rtol=0.05, atol=0.1)
+    with torch.no_grad():
+        conv.weight.mul_(2)  # a new weight version: the cached bfloat16 copy is rebuilt
+    with torch.inference_mode():
+        assert torch.allclose(conv(x), 2 * expected - conv.bias[:, None], rtol=0.05, atol=0.2)

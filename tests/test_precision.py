@@ -121,7 +121,7 @@ def test_session_converts_in_bf16(checkpoints_dir, pretrain_dir):
 def test_packed_bf16_convs_equal_plain_bf16_convs():
     from svc.models.conv2d_plan import Conv, ConvTranspose, can_pack
 
-    assert can_pack(torch.bfloat16, torch.device("cpu")) and not can_pack(torch.float32, torch.device("cpu"))
+    assert can_pack(torch.bfloat16, torch.device("cpu")) and not can_pack(torch.bfloat16, torch.device("meta"))
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(1, 32, 1, 300, generator=gen).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     w, b = torch.randn(32, 32, 1, 5, generator=gen).to(torch.bfloat16) * 0.1, torch.randn(32).to(torch.bfloat16)
@@ -135,6 +135,27 @@ def test_packed_bf16_convs_equal_plain_bf16_convs():
     wt = torch.randn(32, 16, 1, 8, generator=gen).to(torch.bfloat16) * 0.1
     plain_t, packed_t = ConvTranspose(wt, None, 4, 2), ConvTranspose(wt, None, 4, 2, pack=True)
     assert torch.equal(packed_t(x), plain_t(x))
+
+
+def can_pack_fp32() -> bool:
+    from svc.models.conv2d_plan import can_pack
+
+    return can_pack(torch.float32, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not can_pack_fp32(), reason="no oneDNN")
+def test_packed_fp32_convs_equal_plain_fp32_convs():
+    from svc.models.conv2d_plan import Conv, ConvTranspose
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 32, 1, 300, generator=gen).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(32, 32, 1, 5, generator=gen) * 0.1, torch.randn(32, generator=gen)
+    plain, packed = Conv(w, b, 1, 4, 2), Conv(w, b, 1, 4, 2, pack=True)
+    assert torch.allclose(packed(x, 0.1), plain(x, 0.1), rtol=0, atol=1e-5)
+    assert torch.allclose(packed.add_to(x.clone(), x), plain.add_to(x, x), rtol=0, atol=1e-5)
+    wt = torch.randn(32, 16, 1, 8, generator=gen) * 0.1
+    plain_t, packed_t = ConvTranspose(wt, None, 4, 2), ConvTranspose(wt, None, 4, 2, pack=True)
+    assert torch.allclose(packed_t(x), plain_t(x), rtol=0, atol=1e-5)
 
 
 @needs_bf16

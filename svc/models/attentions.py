@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import LayerNorm, gated_activation, weight_normed
+from .layers import GemmConv1d, LayerNorm, gated_activation, weight_normed
 
 
 class MultiHeadAttention(nn.Module):
@@ -25,10 +25,10 @@ class MultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.k_channels = channels // n_heads
         self.window_size = window_size
-        self.conv_q = nn.Conv1d(channels, channels, 1)
-        self.conv_k = nn.Conv1d(channels, channels, 1)
-        self.conv_v = nn.Conv1d(channels, channels, 1)
-        self.conv_o = nn.Conv1d(channels, channels, 1)
+        self.conv_q = GemmConv1d(channels, channels, 1)
+        self.conv_k = GemmConv1d(channels, channels, 1)
+        self.conv_v = GemmConv1d(channels, channels, 1)
+        self.conv_o = GemmConv1d(channels, channels, 1)
         if window_size is not None:
             self.emb_rel_k = nn.Parameter(torch.zeros(1, window_size * 2 + 1, self.k_channels))
             self.emb_rel_v = nn.Parameter(torch.zeros(1, window_size * 2 + 1, self.k_channels))
@@ -42,41 +42,35 @@ class MultiHeadAttention(nn.Module):
         q = q / math.sqrt(self.k_channels)
         scores = torch.matmul(q, k.transpose(-2, -1))
         if self.window_size is not None:
-            rel_k = self._relative_embeddings(self.emb_rel_k, t)
-            rel_logits = torch.matmul(q, rel_k.unsqueeze(0).transpose(-2, -1))
-            scores = scores + _relative_to_absolute(rel_logits)
+            _add_band(scores, torch.matmul(q, self.emb_rel_k[0].T))
         scores = scores.masked_fill(mask == 0, -1e4)
         p_attn = F.softmax(scores, dim=-1)
         out = torch.matmul(p_attn, v)
         if self.window_size is not None:
-            rel_v = self._relative_embeddings(self.emb_rel_v, t)
-            out = out + torch.matmul(_absolute_to_relative(p_attn), rel_v.unsqueeze(0))
+            out = out + torch.matmul(_band(p_attn, self.window_size), self.emb_rel_v[0])
         out = out.transpose(2, 3).contiguous().view(b, d, t)
         return self.conv_o(out)
 
-    def _relative_embeddings(self, emb: torch.Tensor, length: int) -> torch.Tensor:
-        """The ``2*length-1`` embeddings for offsets ``-(length-1)..length-1`` (zeros outside the window)."""
-        pad = max(length - (self.window_size + 1), 0)
-        start = max((self.window_size + 1) - length, 0)
-        if pad > 0:
-            emb = F.pad(emb, [0, 0, pad, pad])
-        return emb[:, start:start + 2 * length - 1]
+
+# The reference multiplies by all 2L-1 relative embeddings (zeros beyond the window) and skews the
+# (L, 2L-1) result into (L, L) by padding and reshaping.  Only the 2*window+1 diagonals around the
+# main one are non-zero, so these work on that band alone (same sums, without L*L*d of zeros).
+def _add_band(scores: torch.Tensor, band: torch.Tensor) -> None:
+    """``scores[..., i, i+o] += band[..., i, w+o]`` for ``|o| <= w``, in place (``band (..., L, 2w+1)``)."""
+    length, w = scores.shape[-1], band.shape[-1] // 2
+    for offset in range(-min(w, length - 1), min(w, length - 1) + 1):
+        rows = slice(max(0, -offset), length - max(0, offset))
+        torch.diagonal(scores, offset, -2, -1).add_(band[..., rows, w + offset])
 
 
-def _relative_to_absolute(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, L, 2L-1)`` relative logits -> ``(B, H, L, L)`` by the pad-and-reshape skew."""
-    b, h, length, _ = x.shape
-    x = F.pad(x, [0, 1])
-    x = F.pad(x.view(b, h, length * 2 * length), [0, length - 1])
-    return x.view(b, h, length + 1, 2 * length - 1)[:, :, :length, length - 1:]
-
-
-def _absolute_to_relative(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, L, L)`` -> ``(B, H, L, 2L-1)``, the inverse skew."""
-    b, h, length, _ = x.shape
-    x = F.pad(x, [0, length - 1])
-    x = F.pad(x.view(b, h, length * length + length * (length - 1)), [length, 0])
-    return x.view(b, h, length, 2 * length)[:, :, :, 1:]
+def _band(p: torch.Tensor, w: int) -> torch.Tensor:
+    """``(..., L, L)`` -> ``(..., L, 2w+1)``: ``out[..., i, w+o] = p[..., i, i+o]``, zero outside ``p``."""
+    length = p.shape[-1]
+    out = p.new_zeros(*p.shape[:-1], 2 * w + 1)
+    for offset in range(-min(w, length - 1), min(w, length - 1) + 1):
+        rows = slice(max(0, -offset), length - max(0, offset))
+        out[..., rows, w + offset] = torch.diagonal(p, offset, -2, -1)
+    return out
 
 
 class FFN(nn.Module):
@@ -86,8 +80,8 @@ class FFN(nn.Module):
         super().__init__()
         self.kernel_size = kernel_size
         self.causal = causal
-        self.conv_1 = nn.Conv1d(channels, filter_channels, kernel_size)
-        self.conv_2 = nn.Conv1d(filter_channels, channels, kernel_size)
+        self.conv_1 = GemmConv1d(channels, filter_channels, kernel_size)
+        self.conv_2 = GemmConv1d(filter_channels, channels, kernel_size)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel_size == 1:
@@ -137,8 +131,8 @@ class FFT(nn.Module):
         self.hidden = hidden
         self.conditioned = gin_channels is not None
         if self.conditioned:
-            self.cond_pre = nn.Conv1d(hidden, 2 * hidden, 1)
-            self.cond_layer = weight_normed(nn.Conv1d(gin_channels, 2 * hidden * n_layers, 1))
+            self.cond_pre = GemmConv1d(hidden, 2 * hidden, 1)
+            self.cond_layer = weight_normed(GemmConv1d(gin_channels, 2 * hidden * n_layers, 1))
         self.self_attn_layers = nn.ModuleList(MultiHeadAttention(hidden, n_heads) for _ in range(n_layers))
         self.norm_layers_0 = nn.ModuleList(LayerNorm(hidden) for _ in range(n_layers))
         self.ffn_layers = nn.ModuleList(

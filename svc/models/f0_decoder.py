@@ -9,6 +9,7 @@ from torch import nn
 
 from ..pitch import F0_MAX, F0_MIN
 from .attentions import FFT
+from .layers import GemmConv1d
 
 F0_BIN = 256
 F0_MEL_MIN = 1127 * math.log(1 + F0_MIN / 700)
@@ -60,11 +61,11 @@ class F0Decoder(nn.Module):
     def __init__(self, hidden: int, filter_channels: int, n_heads: int, n_layers: int, kernel_size: int,
                  spk_channels: int):
         super().__init__()
-        self.prenet = nn.Conv1d(hidden, hidden, 3, padding=1)
+        self.prenet = GemmConv1d(hidden, hidden, 3, padding=1)
         self.decoder = FFT(hidden, filter_channels, n_heads, n_layers, kernel_size)
-        self.proj = nn.Conv1d(hidden, 1, 1)
-        self.f0_prenet = nn.Conv1d(1, hidden, 3, padding=1)
-        self.cond = nn.Conv1d(spk_channels, hidden, 1)
+        self.proj = GemmConv1d(hidden, 1, 1)
+        self.f0_prenet = GemmConv1d(1, hidden, 3, padding=1)
+        self.cond = GemmConv1d(spk_channels, hidden, 1)
 
     def forward(self, x: torch.Tensor, norm_lf0: torch.Tensor, x_mask: torch.Tensor,
                 spk_emb: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .attentions import FFT
-from .layers import DepthwiseSeparableConv1d, gated_activation, weight_normed
+from .layers import DepthwiseSeparableConv1d, GemmConv1d, gated_activation, weight_normed
 
 
 class WN(nn.Module):
@@ -24,7 +24,7 @@ class WN(nn.Module):
         self.hidden = hidden
         self.n_layers = n_layers
         if gin_channels:
-            self.cond_layer = weight_normed(nn.Conv1d(gin_channels, 2 * hidden * n_layers, 1))
+            self.cond_layer = weight_normed(GemmConv1d(gin_channels, 2 * hidden * n_layers, 1))
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
         padding = (kernel_size - 1) // 2  # dilation rate is 1 everywhere so-vits-svc uses WN
@@ -32,9 +32,9 @@ class WN(nn.Module):
             if depthwise:
                 self.in_layers.append(DepthwiseSeparableConv1d(hidden, 2 * hidden, kernel_size, padding=padding))
             else:
-                self.in_layers.append(weight_normed(nn.Conv1d(hidden, 2 * hidden, kernel_size, padding=padding)))
+                self.in_layers.append(weight_normed(GemmConv1d(hidden, 2 * hidden, kernel_size, padding=padding)))
             res_skip = 2 * hidden if i < n_layers - 1 else hidden
-            self.res_skip_layers.append(weight_normed(nn.Conv1d(hidden, res_skip, 1)))
+            self.res_skip_layers.append(weight_normed(GemmConv1d(hidden, res_skip, 1)))
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """``x (B, H, T)``, ``g (B, gin, 1|T)`` -> ``(B, H, T)``."""
@@ -64,9 +64,9 @@ class CouplingLayer(nn.Module):
         if channels % 2:
             raise ValueError(f"inter_channels must be even, got {channels}")
         self.half = channels // 2
-        self.pre = nn.Conv1d(self.half, hidden, 1)
+        self.pre = GemmConv1d(self.half, hidden, 1)
         self.enc = enc
-        self.post = nn.Conv1d(hidden, self.half, 1)
+        self.post = GemmConv1d(hidden, self.half, 1)
 
     def reverse(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         x0, x1 = torch.split(x, [self.half, self.half], 1)

@@ -330,8 +330,8 @@ class FixedShapeConv:
 
 @dataclass
 class _Plan:
-    """The decoder's layers as ``(B, C, 1, T)`` convolutions in one dtype (weights are views when float32,
-    pre-packed for oneDNN in bfloat16 on CPUs)."""
+    """The decoder's layers as ``(B, C, 1, T)`` convolutions in one dtype (weights pre-packed for oneDNN
+    on CPUs)."""
 
     key: tuple
     dtype: torch.dtype

@@ -15,6 +15,7 @@ from torch import nn
 from .attentions import Encoder
 from .f0_decoder import F0Decoder, f0_to_coarse, hz_to_lf0, lf0_to_hz, normalize_lf0
 from .flows import build_flow
+from .layers import GemmConv1d, set_gemm_dtype
 from .nsf_hifigan import NsfHifiGan
 
 VOCODERS = ("nsf-hifigan", "nsf-snake-hifigan")
@@ -56,7 +57,7 @@ class TextEncoder(nn.Module):
     def __init__(self, p: SynthesizerParams):
         super().__init__()
         self.inter_channels = p.inter_channels
-        self.proj = nn.Conv1d(p.hidden_channels, p.inter_channels * 2, 1)
+        self.proj = GemmConv1d(p.hidden_channels, p.inter_channels * 2, 1)
         self.f0_emb = nn.Embedding(256, p.hidden_channels)
         self.enc_ = Encoder(p.hidden_channels, p.filter_channels, p.n_heads, p.n_layers, p.kernel_size)
 
@@ -79,7 +80,7 @@ class SynthesizerTrn(nn.Module):
         self.emb_g = nn.Embedding(p.n_speakers, p.gin_channels)
         if p.vol_embedding:
             self.emb_vol = nn.Linear(1, p.hidden_channels)
-        self.pre = nn.Conv1d(p.ssl_dim, p.hidden_channels, kernel_size=5, padding=2)
+        self.pre = GemmConv1d(p.ssl_dim, p.hidden_channels, kernel_size=5, padding=2)
         self.enc_p = TextEncoder(p)
         self.dec = NsfHifiGan(
             p.inter_channels, list(p.upsample_rates), list(p.upsample_kernel_sizes), p.upsample_initial_channel,
@@ -102,12 +103,13 @@ class SynthesizerTrn(nn.Module):
         return self.dec.upp
 
     def set_precision(self, dtype: torch.dtype) -> None:
-        """Run the vocoder's upsampler in ``dtype``; everything else (and every weight) stays float32.
-
-        The vocoder is 96 % of the work; the text encoder, flow and the excitation's phase are
-        cheap and precision-sensitive.  Snake vocoders always run in float32.
+        """Run the vocoder's upsampler in ``dtype``, and with bfloat16 also the matrix products of the
+        text encoder, flow and F0 decoder convolutions (float32 results); the excitation's phase,
+        attention, normalisation and every stored weight stay float32.  Snake vocoders always run
+        in float32.
         """
         self.dec.set_precision(dtype)
+        set_gemm_dtype(self, torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
 
     def speaker_conditioning(self, g: torch.Tensor) -> torch.Tensor:
         """``(1, gin, 1)`` for a speaker id ``[[sid]]``; ``(1, gin, T)`` for per-frame mix weights
