@@ -99,9 +99,11 @@ def _wait(proc: subprocess.Popen, timeout: float):
 # --- the child ------------------------------------------------------------------------------
 
 def _child(args: argparse.Namespace) -> None:
+    # svc before torch, as the CLI does: svc sizes a torch cache that is read when torch is imported.
+    from svc import ConvertOptions  # isort: skip
+
     import torch
 
-    from svc import ConvertOptions
     from svc.audio import audio_duration
     from svc.session import VitsSvc
 

@@ -14,6 +14,8 @@ import os
 # 60 s song through an LRU cache, 256 entries missed 996 times against 960 unbounded (128: 1638),
 # so this bounds the cache at no measurable cost.
 ONEDNN_CACHE_CAPACITY = 256
+# (ideep's cache of the pre-packed convolutions is bounded in svc/__init__.py: it must be set
+# before torch is imported.)
 
 
 @functools.cache
