@@ -198,8 +198,13 @@ def test_fp16_file_is_computed_in_fp32(tmp_path):
 
 
 @pytest.mark.parametrize(("kernel", "stride", "padding"), [(16, 8, 4), (4, 2, 1), (1, 1, 0), (128, 64, 32)])
-def test_noise_conv_tiles_are_bit_exact(monkeypatch, kernel, stride, padding):
-    """The fixed-shape tiling of the excitation's convolutions changes no bit of their output."""
+def test_noise_conv_tiles_equal_one_call(monkeypatch, kernel, stride, padding):
+    """The fixed-shape tiling of the excitation's convolutions gives one call's output.
+
+    Bit-exact with AVX-512/AMX kernels; with oneDNN limited to AVX2 the 128-tap case differs by
+    1.9e-5 at a peak of 46 (4e-7 of the peak: another summation blocking per tile shape), so the
+    bound is 2e-6 of the peak — far below a tile boundary off by one sample (checked below).
+    """
     import torch.nn.functional as F
 
     from svc.models import nsf_hifigan
@@ -213,7 +218,11 @@ def test_noise_conv_tiles_are_bit_exact(monkeypatch, kernel, stride, padding):
         x = torch.randn(1, 1, 1, frames * stride, generator=gen).contiguous(memory_format=torch.channels_last)
         expected = F.conv2d(x, weight, bias, (1, stride), (0, padding))
         base = torch.randn(expected.shape, generator=gen).contiguous(memory_format=torch.channels_last)
-        assert torch.equal(conv.add_to(base.clone(), x), expected + base)
+        bound = 2e-6 * float((expected + base).abs().max())
+        error = (conv.add_to(base.clone(), x) - (expected + base)).abs().max()
+        assert float(error) <= bound, (frames, float(error), bound)
+        if expected.shape[-1] > 1:  # the bound still sees a result one sample out of place
+            assert float((expected.roll(1, -1) - expected).abs().max()) > 1e4 * bound
 
 
 @pytest.mark.parametrize("length", [1, 3, 12])

@@ -297,8 +297,9 @@ class FixedShapeConv:
     """A convolution (``conv`` without padding, plus the ``padding`` it stands for) computed over output
     tiles of ``NOISE_TILE`` samples on CPUs, so every call has the same shape whatever the length.
 
-    Each output sample sees the same inputs (the zeros of the padding included) and oneDNN sums them
-    in the same order, so the result is bit-for-bit that of one call (checked in tests/test_models.py).
+    Each output sample sees the same inputs (the zeros of the padding included); with AVX-512/AMX
+    kernels oneDNN sums them in the same order (bit-for-bit one call's result), with AVX2 kernels the
+    blocking can differ by shape (4e-7 of the peak; checked in tests/test_models.py).
     In float32 the single call cost, per new length, up to 1.1 s of kernel compilation and a cache
     entry of several MB.
     """
