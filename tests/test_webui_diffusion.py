@@ -104,7 +104,8 @@ def test_the_switch_in_the_browser(server, song):
         switch = page.locator("#opt_shallow_diffusion input")
         switch.check()
         page.locator("#advanced").click()  # k-step and sampler live under Advanced
-        assert page.locator("#opt_k_step").is_visible() and page.locator("#opt_diffusion_method").is_visible()
+        page.locator("#opt_k_step").wait_for(state="visible")  # the accordion opens asynchronously
+        page.locator("#opt_diffusion_method").wait_for(state="visible")
         page.locator("#audio_in input[type=file]").set_input_files(str(song))
         page.locator("#convert_btn").click()
         page.wait_for_selector("#convert_info :text('diffusion')", timeout=120_000)

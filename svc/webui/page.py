@@ -51,7 +51,8 @@ def build_demo(checkpoints_dir: str | Path = "checkpoints", pretrain_dir: str | 
         demo.load(lambda: gr.update(value=app.banner, visible=bool(app.banner)), outputs=banner,
                   api_visibility="private", show_progress="hidden")
         # A fresh page shows what is on disk now, with nothing selected that is not loaded.
-        demo.load(lambda: (app.refresh(None), model_panel.landing_text(app)),
+        # (choices only: a model the visitor picked before this arrives stays picked)
+        demo.load(lambda: (gr.update(choices=app.model_choices()), model_panel.landing_text(app)),
                   outputs=[model_dd, model_info], api_visibility="private", show_progress="hidden")
 
         def page_closed(request: gr.Request) -> None:
