@@ -261,3 +261,25 @@ def test_gemm_conv1d_equals_conv1d(kernel_size, padding):
         conv.weight.mul_(2)  # a new weight version: the cached bfloat16 copy is rebuilt
     with torch.inference_mode():
         assert torch.allclose(conv(x), 2 * expected - conv.bias[:, None], rtol=0.05, atol=0.2)
+
+
+@pytest.mark.parametrize("frames", [1, 17, 41])
+def test_sine_source_tiles_equal_one_pass(monkeypatch, frames):
+    """The tiled excitation is the one-pass computation bit for bit, and leaves the generator where
+    one pass leaves it (the reference's random draws continue after it)."""
+    from svc.models import nsf_hifigan
+
+    torch.manual_seed(0)
+    source = nsf_hifigan.SineSource()
+    f0 = torch.rand(1, frames) * 600 + 50
+    f0[:, frames // 3 : frames // 2] = 0  # an unvoiced stretch inside
+    with torch.no_grad():
+        monkeypatch.setattr(nsf_hifigan, "SOURCE_TILE", 1 << 30)
+        one_gen = torch.Generator().manual_seed(3)
+        one = source(f0, 64, one_gen)
+        monkeypatch.setattr(nsf_hifigan, "SOURCE_TILE", 96)  # many tiles of a multiple of 16 samples
+        tiled_gen = torch.Generator().manual_seed(3)
+        tiled = source(f0, 64, tiled_gen)
+    assert tiled.shape == (1, 1, frames * 64)
+    assert torch.equal(tiled, one)
+    assert torch.equal(torch.rand(4, generator=tiled_gen), torch.rand(4, generator=one_gen))

@@ -33,6 +33,8 @@ MIN_TILE = 32768
 # (the last one zero-padded), so their shape never changes: oneDNN compiled a new kernel for every
 # piece length (0.7-1.1 s each for the 1-channel strided ones on an AMX Xeon) and kept each one in its cache.
 NOISE_TILE = 16384
+# The excitation is computed over tiles of this many samples (a multiple of 16: see SineSource).
+SOURCE_TILE = 8192
 
 
 class SineSource(nn.Module):
@@ -54,27 +56,82 @@ class SineSource(nn.Module):
         self.l_linear = nn.Linear(self.dim, 1)
 
     def forward(self, f0: torch.Tensor, upp: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``f0 (B, T)`` Hz -> excitation ``(B, 1, T*upp)``."""
-        f0 = F.interpolate(f0[:, None], scale_factor=float(upp), mode="nearest").transpose(1, 2)
-        harmonics = torch.arange(1, self.dim + 1, device=f0.device, dtype=f0.dtype).view(1, 1, -1)
-        sines = self._sines(f0 * harmonics, generator) * self.sine_amp
-        uv = (f0 > 0).to(f0.dtype)
-        noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
-        noise = noise_amp * torch.randn(sines.shape, generator=generator, device=f0.device, dtype=f0.dtype)
-        excitation = torch.tanh(self.l_linear(sines * uv + noise))
-        torch.randn(uv.shape, generator=generator, device=f0.device, dtype=f0.dtype)  # the reference's unused draw
-        return excitation.transpose(1, 2)
+        """``f0 (B, T)`` Hz -> excitation ``(B, 1, T*upp)``.
 
-    def _sines(self, fn: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        rad = (fn / self.sampling_rate) % 1
-        phase0 = torch.rand(fn.shape[0], fn.shape[2], generator=generator, device=fn.device, dtype=fn.dtype)
+        On CPUs without autograd it runs over ``SOURCE_TILE``-sample tiles: the nine per-sample
+        harmonics of a whole piece took ~8 tensors of ``36 * T*upp`` bytes at once (0.25 GB for 20 s)
+        and ran out of cache.  The tiles give the same bits as one pass: both cumulative sums carry
+        their float64 running total across tiles (torch's float32 ``cumsum`` accumulates in float64),
+        the wrap test carries the last wrapped phase, and the noise is drawn in tiles of a multiple
+        of 16 numbers, which torch's normal sampler fills exactly as one draw.
+        """
+        f0 = F.interpolate(f0[:, None], scale_factor=float(upp), mode="nearest")  # (B, 1, L)
+        batch, length = f0.shape[0], f0.shape[2]
+        # Harmonics-major (B, 9, n) tiles: the cumulative sums then run along contiguous rows.
+        harmonics = torch.arange(1, self.dim + 1, device=f0.device, dtype=f0.dtype)[:, None]
+        phase0 = torch.rand(batch, self.dim, generator=generator, device=f0.device, dtype=f0.dtype)
         phase0[:, 0] = 0
-        rad[:, 0, :] = rad[:, 0, :] + phase0
+        # One piece at a time only: with a batch, tiles would draw the noise in another order.
+        tiled = f0.device.type == "cpu" and batch == 1 and not torch.is_grad_enabled()
+        tile = SOURCE_TILE if tiled and length >= SOURCE_TILE + 16 else length
+        excitation = torch.empty(batch, 1, length, device=f0.device, dtype=f0.dtype)
+        state = _PhaseState(carry=tile < length)
+        for start in range(0, length, tile):
+            stop = length if length - start < tile + 16 else start + tile  # no tail of under 16 samples
+            part = f0[:, :, start:stop]
+            rad = (part * harmonics / self.sampling_rate) % 1
+            if start == 0:
+                rad[:, :, 0] = rad[:, :, 0] + phase0
+            sines = self._sines(rad, state) * self.sine_amp
+            uv = (part > 0).to(f0.dtype)
+            noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
+            # Drawn (B, n, 9) as the reference draws it.
+            noise = torch.randn((batch, stop - start, self.dim), generator=generator, device=f0.device,
+                                dtype=f0.dtype).transpose(1, 2)
+            merged = self.l_linear((sines * uv + noise_amp * noise).transpose(1, 2).contiguous())
+            excitation[:, 0, start:stop] = torch.tanh(merged)[..., 0]
+            if stop == length:
+                break
+        # the reference's unused draw
+        torch.randn((batch, length, 1), generator=generator, device=f0.device, dtype=f0.dtype)
+        return excitation
+
+    @staticmethod
+    def _sines(rad: torch.Tensor, state: _PhaseState) -> torch.Tensor:
+        """``sin(2 pi phase)`` for per-sample phase increments ``rad (B, 9, n)`` continuing ``state``."""
         # Subtract 1 wherever the wrapped phase falls back, so the float32 cumsum stays small.
-        wrapped = torch.cumsum(rad, 1) % 1
-        shift = torch.zeros_like(rad)
-        shift[:, 1:, :] = ((wrapped[:, 1:, :] - wrapped[:, :-1, :]) < 0) * -1.0
-        return torch.sin(torch.cumsum(rad + shift, dim=1) * 2 * np.pi)
+        wrapped = state.cumsum("wrapped", rad) % 1
+        first = 1 if state.last_wrapped is None else 0  # the first sample of all has nothing before it
+        before = wrapped[..., :-1] if first else torch.cat([state.last_wrapped, wrapped[..., :-1]], -1)
+        falls = torch.zeros_like(rad)
+        falls[..., first:] = wrapped[..., first:] < before
+        state.last_wrapped = wrapped[..., -1:]
+        return torch.sin(state.cumsum("phase", rad - falls) * 2 * np.pi)
+
+
+class _PhaseState:
+    """Running totals of ``SineSource``'s cumulative sums (along the last axis) across tiles.
+
+    With ``carry`` (tiled), sums are taken in float64 and continue the previous tile's total, which
+    is exactly what torch's CPU ``cumsum`` does in one pass over float32; without, a plain cumsum.
+    """
+
+    def __init__(self, carry: bool) -> None:
+        self.carry = carry
+        self.totals: dict[str, torch.Tensor] = {}
+        self.last_wrapped: torch.Tensor | None = None
+
+    def cumsum(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``cumsum(x, -1)`` continuing the sum called ``name``."""
+        if not self.carry:
+            return torch.cumsum(x, -1)
+        total = self.totals.get(name)
+        if total is None:
+            sums = torch.cumsum(x.double(), -1)
+        else:
+            sums = torch.cumsum(torch.cat([total, x.double()], -1), -1)[..., 1:]
+        self.totals[name] = sums[..., -1:]
+        return sums.to(x.dtype)
 
 
 class ResBlock(nn.Module):
@@ -205,11 +262,12 @@ class NsfHifiGan(nn.Module):
             x = x + _as_2d(self.cond(g).to(dtype))
         stages = len(plan.ups)
         for i, (up, noise) in enumerate(zip(plan.ups, plan.noise, strict=True)):
-            x = noise.add_to(up(F.leaky_relu(x, LRELU_SLOPE)), har)
+            # x is this function's own tensor from here on, so activations may overwrite it.
+            x = noise.add_to(up(F.leaky_relu_(x, LRELU_SLOPE)), har)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i],
                        lambda done, i=i: report_work((i + done) / stages))
-        x = plan.post(F.leaky_relu(x))
+        x = plan.post(F.leaky_relu_(x))
         return torch.tanh(x)[:, :, 0].float()
 
     def _get_plan(self, device: torch.device) -> _Plan:
@@ -243,23 +301,29 @@ def _tiled(fn, x: torch.Tensor, halo: int, on_tile: Callable[[float], None] | No
 
     The result equals ``fn(x)``: every kept sample sees the same inputs, and at the ends of ``x`` a
     tile's zero padding is the signal's own.  Tiling keeps the temporaries small (fast, and the
-    peak memory no longer grows with the length of the piece).  ``on_tile(fraction done)`` is
-    called after each tile (progress reports; it may raise to cancel).
+    peak memory no longer grows with the length of the piece).  A long ``x`` is overwritten with the
+    result (returned): a tile's result is written once the next tile, the last to read its inputs,
+    is computed.  ``on_tile(fraction done)`` is called after each tile (progress reports; it may
+    raise to cancel).
     """
     on_tile = on_tile or (lambda done: None)
     length = x.shape[-1]
-    tile = max(MIN_TILE, TILE_BYTES // (x.shape[1] * x.element_size()))
+    tile = max(MIN_TILE, TILE_BYTES // (x.shape[1] * x.element_size()), 2 * halo)
     if length <= tile + 2 * halo or x.device.type != "cpu":  # GPUs prefer few large kernels
         out = fn(x)
         on_tile(1.0)
         return out
-    out = torch.empty_like(x)
+    pending = None  # (start, result) of the tile not yet written back
     for start in range(0, length, tile):
         stop = min(length, start + tile)
         lo, hi = max(0, start - halo), min(length, stop + halo)
-        out[..., start:stop] = fn(x[..., lo:hi])[..., start - lo:stop - lo]
+        result = fn(x[..., lo:hi])[..., start - lo:stop - lo]
+        if pending is not None:
+            x[..., pending[0]:start] = pending[1]
+        pending = (start, result)
         on_tile(stop / length)
-    return out
+    x[..., pending[0]:] = pending[1]
+    return x
 
 
 def _receptive_halo(blocks: list[ResBlock]) -> int:
@@ -275,22 +339,20 @@ def _receptive_halo(blocks: list[ResBlock]) -> int:
 
 
 def _resblock_fast(block: ResBlock, weights: list, x: torch.Tensor, first_act: torch.Tensor) -> torch.Tensor:
-    """``block(x)`` on 2-D channels-last tensors, with the block's first activation given."""
+    """``block(x)`` on 2-D channels-last tensors, with the block's first activation given.
+
+    The block's input is shared with the stage's other blocks: its first residual sum goes to a new
+    tensor, the later ones are added in place.
+    """
     if block.kind == "1":
         for j, (c1, c2) in enumerate(weights):
             act = first_act if j == 0 else F.leaky_relu(x, LRELU_SLOPE)
-            x = c2.add_to(_target(x, j, c2), c1(act, LRELU_SLOPE))
+            x = c2.plus(c1(act, LRELU_SLOPE), x) if j == 0 else c2.add_to(x, c1(act, LRELU_SLOPE))
     else:
         for j, conv in enumerate(weights):
             act = first_act if j == 0 else F.leaky_relu(x, LRELU_SLOPE)
-            x = conv.add_to(_target(x, j, conv), act)
+            x = conv.plus(act, x) if j == 0 else conv.add_to(x, act)
     return x
-
-
-def _target(x: torch.Tensor, j: int, conv: Conv) -> torch.Tensor:
-    """Where a residual conv adds into: a packed conv writes in place, and a block's input (``j == 0``)
-    is shared with the stage's other blocks, so that one is copied first."""
-    return x.clone(memory_format=torch.channels_last) if j == 0 and conv.packed else x
 
 
 class FixedShapeConv:
