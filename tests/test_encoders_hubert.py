@@ -322,3 +322,21 @@ def test_unpickler_admits_fairseq_dictionary_as_data(tmp_path: Path, legacy: boo
     assert dictionary.symbols[:4] == ["<s>", "<pad>", "</s>", "<unk>"]
     assert "fairseq" not in sys.modules
 
+
+
+@pytest.mark.parametrize("name", ["vec768l12", "hubertsoft", "dphubert"])
+def test_conv_features_in_tiles_equal_one_pass(pretrain: Path, name: str, monkeypatch) -> None:
+    """The tiled conv stack (inference) gives the one-pass result, group norm statistics included."""
+    from svc.encoders import hubert_net
+
+    extractor = next(m for m in load_encoder(name, pretrain).modules() if isinstance(m, hubert_net.FeatureExtractor))
+    wav = _wav(int(1.7 * 16000))
+    with torch.enable_grad():  # autograd on: the plain one-pass forward
+        whole = extractor(wav).detach()
+    monkeypatch.setattr(hubert_net, "EXTRACTOR_TILE", 7)  # many tiles, the last one short
+    with torch.no_grad():
+        tiled = extractor(wav)
+    assert tiled.shape == whole.shape and whole.shape[-1] > 7 * 5
+    # float32 sums in another order, the statistics in float64 (1e-6 of the peak; a tile off by one
+    # input sample or statistics of one tile only are 1e-2 and more)
+    assert float((tiled - whole).abs().max()) <= 1e-5 * float(whole.abs().max())
