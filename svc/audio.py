@@ -183,6 +183,73 @@ def read_audio(
     return wav, int(sr)
 
 
+# Formats libsndfile seeks in sample-exactly (compressed ones may not), read piece by piece by
+# ``open_audio``.
+SEEKABLE_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "CAF", "FLAC"})
+_VALIDATE_BLOCK = 1 << 20  # samples per read while checking a file
+
+
+class AudioFileSamples:
+    """The mono float32 samples of an audio file, read only when sliced: ``len(x)``, ``x[a:b]``.
+
+    ``convert_file`` converts a song piece by piece, so it never needs the whole decoded input (a
+    600 s song is 106 MB of float32); reads give exactly what ``read_audio(path, mono=True)`` holds.
+    """
+
+    ndim = 1
+
+    def __init__(self, path: Path, frames: int, channels: int):
+        self.path, self.frames, self.channels = path, frames, channels
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.frames,)
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice):
+            raise TypeError("AudioFileSamples supports slices only")
+        start, stop, step = key.indices(self.frames)
+        if step != 1:
+            raise ValueError("AudioFileSamples supports contiguous slices only")
+        try:
+            with sf.SoundFile(str(self.path)) as f:
+                f.seek(start)
+                data = f.read(max(stop - start, 0), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(
+                f"Cannot decode '{self.path.name}' ({_reason(exc, self.path)}); the file may be damaged, re-export it."
+            ) from exc
+        if len(data) != max(stop - start, 0):
+            raise AudioError(f"'{self.path.name}' ended early while reading it; the file is damaged, re-export it.")
+        return data[:, 0].copy() if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def open_audio(
+    path: str | os.PathLike[str], *, max_seconds: float | None = MAX_SECONDS
+) -> tuple[np.ndarray | AudioFileSamples, int]:
+    """Mono samples of an audio file for conversion, and its rate: WAV, FLAC and the like are read
+    on demand (``AudioFileSamples``, checked in one streaming pass first), other formats decoded
+    whole as ``read_audio(path, mono=True)``.  Raises the same ``AudioError``s as ``read_audio``."""
+    path = Path(path)
+    info = _info(path, path.name)
+    _check_info(path.name, info, max_seconds)
+    if info.format not in SEEKABLE_FORMATS or info.frames <= 0:
+        return read_audio(path, mono=True, max_seconds=max_seconds)
+    samples = AudioFileSamples(path, info.frames, info.channels)
+    if info.frames < MIN_SECONDS * info.samplerate:
+        raise AudioError(
+            f"'{path.name}' is only {info.frames / info.samplerate * 1000:.0f} ms long; "
+            f"use at least {MIN_SECONDS * 1000:.0f} ms of audio."
+        )
+    for start in range(0, info.frames, _VALIDATE_BLOCK):
+        if not np.isfinite(samples[start : start + _VALIDATE_BLOCK]).all():
+            raise AudioError(f"'{path.name}' contains NaN or infinite samples; the file is corrupt, re-export it.")
+    return samples, int(info.samplerate)
+
+
 def audio_duration(path: str | os.PathLike[str]) -> float:
     """Duration of an audio file in seconds, from its header (nothing is decoded)."""
     path = Path(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import audio_writer, check_audio_array, read_audio
+from .audio import AudioFileSamples, audio_writer, check_audio_array, open_audio
 from .checkpoint import load_generator
 from .config import ModelConfig
 from .device import resolve_device
@@ -369,17 +369,18 @@ class VitsSvc:
         empty), so a long song needs no output-sized buffer.
         """
         start = time.perf_counter()
-        wav, sr = read_audio(in_path, mono=True)
+        wav, sr = open_audio(in_path)  # WAV/FLAC: read piece by piece, never held whole
         decode = time.perf_counter() - start
         result = self._convert(wav, sr, options, progress, Path(out_path), keep_audio)
         result.timings = {"decode": decode, **result.timings}
         return result
 
-    def _convert(self, wav: np.ndarray, sr: int, options: ConvertOptions | None, progress: Progress | None,
-                 out_path: Path | None = None, keep_audio: bool = True) -> ConversionResult:
+    def _convert(self, wav: np.ndarray | AudioFileSamples, sr: int, options: ConvertOptions | None,
+                 progress: Progress | None, out_path: Path | None = None, keep_audio: bool = True) -> ConversionResult:
         """``convert``, also writing ``out_path`` as the chunks are finished when it is given."""
         options = options or ConvertOptions()
-        wav = check_audio_array(wav, sr)
+        if not isinstance(wav, AudioFileSamples):  # (those were checked when the file was opened)
+            wav = check_audio_array(wav, sr)
         with self._lock:
             if not options.only_diffusion:
                 self._require()

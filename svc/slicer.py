@@ -161,7 +161,8 @@ def slice_audio(
     300 ms, hop 20 ms, max silence kept 5 s); ``db_thresh`` is the UI's ``slice_db``.
     An empty input gives an empty list.
     """
-    wav = np.asarray(wav)
+    if not hasattr(wav, "ndim"):  # arrays, and svc.audio.AudioFileSamples read on demand, are sliced as they are
+        wav = np.asarray(wav)
     if wav.ndim != 1:
         raise ValueError(f"slice_audio expects mono audio (1-D), got shape {wav.shape}")
     n = int(wav.shape[0])

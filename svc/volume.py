@@ -18,7 +18,8 @@ def frame_rms(wav: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray
     signal (librosa's ``center=True, pad_mode="constant"``). Computed in blocks of frames from a
     strided view, so the extra memory does not grow with the input length.
     """
-    wav = np.asarray(wav)
+    if not hasattr(wav, "ndim"):  # (svc.audio.AudioFileSamples: read block by block, never whole)
+        wav = np.asarray(wav)
     if wav.ndim != 1:
         raise ValueError(f"frame_rms expects a 1-D signal, got shape {wav.shape}")
     half = frame_length // 2

@@ -9,10 +9,12 @@ import soundfile as sf
 import torch
 
 from svc.audio import (
+    AudioFileSamples,
     audio_duration,
     audio_writer,
     check_input_file,
     format_duration,
+    open_audio,
     read_audio,
     resample,
     to_mono,
@@ -289,3 +291,46 @@ def test_audio_writer_is_atomic(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
     with pytest.raises(AudioError, match="unknown output format"), audio_writer(tmp_path / "o.mp3", 16000):
         pass
+
+
+@pytest.mark.parametrize(("suffix", "channels", "subtype"), [(".wav", 1, "FLOAT"), (".flac", 2, "PCM_24"),
+                                                             (".wav", 3, "PCM_16")])
+def test_open_audio_reads_on_demand_what_read_audio_holds(tmp_path: Path, suffix: str, channels: int,
+                                                           subtype: str) -> None:
+    path = tmp_path / f"song{suffix}"
+    sf.write(path, _sine(22050, secs=1.3, channels=channels).T, 22050, subtype=subtype)
+    whole, sr = read_audio(path, mono=True)
+    samples, sr2 = open_audio(path)
+    assert isinstance(samples, AudioFileSamples) and sr2 == sr == 22050
+    assert len(samples) == samples.shape[0] == len(whole) and samples.ndim == 1
+    for a, b in [(0, len(whole)), (17, 5000), (len(whole) - 3, len(whole) + 10), (9, 9)]:
+        np.testing.assert_array_equal(samples[a:b], whole[a:b])
+        assert samples[a:b].dtype == np.float32
+    # the slicer sees the same chunks either way
+    from svc.slicer import slice_audio
+
+    assert slice_audio(samples, sr, -30) == slice_audio(whole, sr, -30)
+
+
+def test_open_audio_checks_the_whole_file_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import svc.audio
+
+    monkeypatch.setattr(svc.audio, "_VALIDATE_BLOCK", 1000)  # checked in many reads
+    bad = np.concatenate([_sine(16000, secs=3.0)[0], np.zeros(5, np.float32)])
+    bad[-2] = np.nan  # in the last, short block
+    path = tmp_path / "nan.wav"
+    sf.write(path, bad, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="'nan.wav' contains NaN or infinite"):
+        open_audio(path)
+    sf.write(path, np.zeros(1599, np.float32), 16000)
+    with pytest.raises(AudioError, match="only 100 ms long"):
+        open_audio(path)
+    with pytest.raises(AudioError, match="does not exist"):
+        open_audio(tmp_path / "missing.wav")
+
+
+def test_open_audio_decodes_compressed_files_whole() -> None:
+    mp3 = Path(__file__).parent / "data" / "tone_440hz_16k.mp3"
+    wav, sr = open_audio(mp3)
+    assert isinstance(wav, np.ndarray) and wav.ndim == 1
+    np.testing.assert_array_equal(wav, read_audio(mp3, mono=True)[0])
