@@ -243,6 +243,32 @@ def test_relative_attention_band_equals_dense_offsets(length):
     _add_band(scores, band)
     assert torch.equal(scores, p + dense)
     assert torch.equal(_band(p, w), expected_band)
+    for first, last in [(0, 1), (1, length), (length // 2, length), (length - 1, length)]:  # row blocks
+        if first >= last:
+            continue
+        block = p[..., first:last, :].clone()
+        _add_band(block, band[..., first:last, :], first)
+        assert torch.equal(block, (p + dense)[..., first:last, :])
+        assert torch.equal(_band(p[..., first:last, :], w, first), expected_band[..., first:last, :])
+
+
+@pytest.mark.parametrize("frames", [7, 40])
+def test_attention_in_query_blocks_equals_one_block(monkeypatch, frames):
+    from svc.models import attentions
+
+    torch.manual_seed(frames)
+    attn = attentions.MultiHeadAttention(16, 2, window_size=4)
+    with torch.no_grad():
+        attn.emb_rel_k.normal_()
+        attn.emb_rel_v.normal_()
+    x = torch.randn(1, 16, frames)
+    mask = torch.ones(1, 1, frames, frames)
+    mask[..., frames - 2 :] = 0  # padded keys are masked out in every block
+    with torch.no_grad():
+        whole = attn(x, mask)
+        monkeypatch.setattr(attentions, "ATTENTION_ROWS", 3)
+        blocks = attn(x, mask)
+    assert (blocks - whole).abs().max() <= 1e-6 * whole.abs().max()
 
 
 @pytest.mark.parametrize("kernel_size,padding", [(1, 0), (3, 0), (5, 2)])

@@ -14,6 +14,8 @@ from torch import nn
 
 from .layers import GemmConv1d, LayerNorm, gated_activation, weight_normed
 
+ATTENTION_ROWS = 256  # queries per block in CPU inference
+
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention over ``(B, C, T)``, optionally with shared relative-position embeddings."""
@@ -40,36 +42,61 @@ class MultiHeadAttention(nn.Module):
         v = self.conv_v(x).view(b, self.n_heads, self.k_channels, t).transpose(2, 3)
 
         q = q / math.sqrt(self.k_channels)
+        # On CPUs (inference) the queries go in blocks of ATTENTION_ROWS: each softmax row is on its own,
+        # and the (B, H, T, T) score matrices of a whole piece (several copies: scores, masked,
+        # softmax) were the text encoder's largest memory, growing with the square of its length.
+        rows = t if torch.is_grad_enabled() or x.device.type != "cpu" else ATTENTION_ROWS
+        if rows >= t:
+            out = self._attend(q, k, v, mask, 0)
+        else:
+            out = torch.empty_like(q)
+            for first in range(0, t, rows):
+                last = min(t, first + rows)
+                out[..., first:last, :] = self._attend(q[..., first:last, :], k, v, mask[..., first:last, :], first)
+        out = out.transpose(2, 3).contiguous().view(b, d, t)
+        return self.conv_o(out)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                first_row: int) -> torch.Tensor:
+        """Attention output for the (scaled) queries ``q`` of rows ``first_row...`` over all keys."""
         scores = torch.matmul(q, k.transpose(-2, -1))
         if self.window_size is not None:
-            _add_band(scores, torch.matmul(q, self.emb_rel_k[0].T))
+            _add_band(scores, torch.matmul(q, self.emb_rel_k[0].T), first_row)
         scores = scores.masked_fill(mask == 0, -1e4)
         p_attn = F.softmax(scores, dim=-1)
         out = torch.matmul(p_attn, v)
         if self.window_size is not None:
-            out = out + torch.matmul(_band(p_attn, self.window_size), self.emb_rel_v[0])
-        out = out.transpose(2, 3).contiguous().view(b, d, t)
-        return self.conv_o(out)
+            out = out + torch.matmul(_band(p_attn, self.window_size, first_row), self.emb_rel_v[0])
+        return out
 
 
 # The reference multiplies by all 2L-1 relative embeddings (zeros beyond the window) and skews the
 # (L, 2L-1) result into (L, L) by padding and reshaping.  Only the 2*window+1 diagonals around the
 # main one are non-zero, so these work on that band alone (same sums, without L*L*d of zeros).
-def _add_band(scores: torch.Tensor, band: torch.Tensor) -> None:
-    """``scores[..., i, i+o] += band[..., i, w+o]`` for ``|o| <= w``, in place (``band (..., L, 2w+1)``)."""
-    length, w = scores.shape[-1], band.shape[-1] // 2
-    for offset in range(-min(w, length - 1), min(w, length - 1) + 1):
-        rows = slice(max(0, -offset), length - max(0, offset))
-        torch.diagonal(scores, offset, -2, -1).add_(band[..., rows, w + offset])
+# Both take a block of rows (``first_row`` its first) of the square matrix.
+def _diagonal_rows(rows: int, length: int, diagonal: int) -> tuple[int, int]:
+    """The block rows ``[r0, r1)`` that diagonal ``diagonal`` (of the block) crosses."""
+    return max(0, -diagonal), min(rows, length - diagonal)
 
 
-def _band(p: torch.Tensor, w: int) -> torch.Tensor:
-    """``(..., L, L)`` -> ``(..., L, 2w+1)``: ``out[..., i, w+o] = p[..., i, i+o]``, zero outside ``p``."""
-    length = p.shape[-1]
+def _add_band(scores: torch.Tensor, band: torch.Tensor, first_row: int = 0) -> None:
+    """``scores[..., i, i+o] += band[..., i, w+o]`` for ``|o| <= w``, in place (``band (..., n, 2w+1)``;
+    row ``i`` of the block is row ``first_row + i`` of the whole)."""
+    rows, length, w = scores.shape[-2], scores.shape[-1], band.shape[-1] // 2
+    for offset in range(-w, w + 1):
+        r0, r1 = _diagonal_rows(rows, length, first_row + offset)
+        if r1 > r0:
+            torch.diagonal(scores, first_row + offset, -2, -1).add_(band[..., r0:r1, w + offset])
+
+
+def _band(p: torch.Tensor, w: int, first_row: int = 0) -> torch.Tensor:
+    """``(..., n, L)`` -> ``(..., n, 2w+1)``: ``out[..., i, w+o] = p[..., i, first_row+i+o]``, zero outside ``p``."""
+    rows, length = p.shape[-2], p.shape[-1]
     out = p.new_zeros(*p.shape[:-1], 2 * w + 1)
-    for offset in range(-min(w, length - 1), min(w, length - 1) + 1):
-        rows = slice(max(0, -offset), length - max(0, offset))
-        out[..., rows, w + offset] = torch.diagonal(p, offset, -2, -1)
+    for offset in range(-w, w + 1):
+        r0, r1 = _diagonal_rows(rows, length, first_row + offset)
+        if r1 > r0:
+            out[..., r0:r1, w + offset] = torch.diagonal(p, first_row + offset, -2, -1)
     return out
 
 
