@@ -9,11 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import resample
+from .audio import open_audio, resample
 from .plots import F0Curve, hz_to_midi, join_tracks, note_name
 
 ANALYSIS_SAMPLING_RATE = 44100
 ANALYSIS_HOP_LENGTH = 512
+# A long file's F0 is measured over blocks of this many seconds (plus context on both sides), so
+# measuring a 20-minute output needs a block's memory, not the whole song's.
+FILE_BLOCK_SECONDS = 60.0
+FILE_BLOCK_CONTEXT_SECONDS = 1.0
 
 
 def extract_f0_curve(
@@ -48,6 +52,38 @@ def extract_f0_curve(
     f0 = np.asarray(f0, dtype=np.float64) * np.asarray(uv, dtype=np.float64)
     times = np.arange(len(f0)) * hop_length / sampling_rate
     return F0Curve(label or method, times, f0, style)
+
+
+def extract_f0_curve_from_file(path: str | Path, method: str, label: str | None = None, *,
+                               block_seconds: float = FILE_BLOCK_SECONDS, **kwargs) -> F0Curve:
+    """``extract_f0_curve`` of an audio file, read and measured block by block.
+
+    Each block of ``block_seconds`` is measured with ``FILE_BLOCK_CONTEXT_SECONDS`` of the audio
+    around it (so the predictor's windows at its edges see what they would in one pass) and keeps
+    only the frames inside it; a file shorter than one block is measured in one pass.  ``kwargs``
+    are ``extract_f0_curve``'s.
+    """
+    samples, sr = open_audio(path)
+    total = len(samples)
+    rate = kwargs.get("sampling_rate", ANALYSIS_SAMPLING_RATE)
+    hop_seconds = kwargs.get("hop_length", ANALYSIS_HOP_LENGTH) / rate
+    # Blocks start on a frame of the analysis grid, so the frames of neighbouring blocks line up.
+    block = max(1, round(block_seconds / hop_seconds)) * hop_seconds
+    if total <= (block + 2 * FILE_BLOCK_CONTEXT_SECONDS) * sr:
+        return extract_f0_curve(samples[0:total], sr, method, label, **kwargs)
+    context = round(FILE_BLOCK_CONTEXT_SECONDS / hop_seconds) * hop_seconds
+    times, f0 = [], []
+    start = 0.0
+    while start * sr < total:
+        lo = max(0.0, start - context)
+        hi_sample = min(total, round((start + block + context) * sr))
+        curve = extract_f0_curve(samples[round(lo * sr):hi_sample], sr, method, label, **kwargs)
+        t = curve.times + lo
+        keep = (t >= start - hop_seconds / 2) & (t < start + block - hop_seconds / 2)
+        times.append(t[keep])
+        f0.append(curve.f0[keep])
+        start += block
+    return F0Curve(label or method, np.concatenate(times), np.concatenate(f0), kwargs.get("style"))
 
 
 def conversion_curves(result, transpose: float, auto_f0: bool) -> list[F0Curve]:

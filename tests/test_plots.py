@@ -62,3 +62,30 @@ def test_notes():
     assert note_name(69) == "A4" and note_name(60) == "C4"
     midi = hz_to_midi(np.array([440.0, 0.0, np.nan, 880.0]))
     assert midi[0] == 69 and np.isnan(midi[1]) and np.isnan(midi[2]) and midi[3] == 81
+
+
+def test_f0_of_a_long_file_in_blocks_matches_one_pass(tmp_path):
+    """A file longer than a block is measured block by block: the same frame grid as one pass and
+    (pm, a glide with gaps) the same F0 on nearly every frame."""
+    import soundfile as sf
+
+    from svc.analysis import extract_f0_curve, extract_f0_curve_from_file
+
+    sr, seconds = 16000, 7.0
+    t = np.arange(int(sr * seconds)) / sr
+    freq = 180 + 60 * np.sin(2 * np.pi * 0.3 * t)
+    wav = 0.4 * np.sin(2 * np.pi * np.cumsum(freq) / sr) * (np.sin(2 * np.pi * 0.7 * t) > -0.6)
+    path = tmp_path / "out.wav"
+    sf.write(path, wav.astype(np.float32), sr, subtype="FLOAT")
+    settings = {"sampling_rate": sr, "hop_length": 160}
+    whole = extract_f0_curve(wav.astype(np.float32), sr, "pm", **settings)
+    blocks = extract_f0_curve_from_file(path, "pm", block_seconds=1.3, **settings)
+    assert len(blocks.times) == len(whole.times)
+    np.testing.assert_allclose(blocks.times, whole.times, atol=1e-9)
+    both = (whole.f0 > 0) & (blocks.f0 > 0)
+    assert both.sum() > 0.5 * len(whole.f0)
+    close = np.abs(blocks.f0[both] - whole.f0[both]) <= 0.01 * whole.f0[both]
+    assert close.mean() > 0.97
+    assert np.mean((whole.f0 > 0) == (blocks.f0 > 0)) > 0.97
+    short = extract_f0_curve_from_file(path, "pm", block_seconds=60, **settings)  # one block: one pass
+    np.testing.assert_array_equal(short.f0, whole.f0)

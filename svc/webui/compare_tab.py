@@ -63,7 +63,7 @@ def compare(app: WebApp, *values):
             curves.append(conversion_curves(result, 0.0, False)[0])  # the input's F0
         if method is not None:
             progress(1.0, desc=f"measuring the F0 of {label} ({method})")
-            curve, _ = measure_output(app, session, choice, result, base, method, label)
+            curve, _ = measure_output(app, session, choice, out_path, base, method, label)
             curves.append(curve)
     title = f"F0 of each result (re-measured with {method})" if method else "F0 of the input"
     return *players, plot_f0(curves, title=title)

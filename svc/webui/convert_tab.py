@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..analysis import conversion_curves, extract_f0_curve
+from ..analysis import conversion_curves, extract_f0_curve_from_file
 from ..errors import AudioError, SvcError
 from ..f0 import F0_PREDICTORS
 from ..options import ConvertOptions
@@ -55,23 +55,25 @@ def convert_one(app: WebApp, session, choice: LoadedChoice, audio_path: str, opt
     job leaves no file behind."""
     out_path = app.output_path(audio_path, str(options.speaker), options.transpose, fmt)
     try:
-        result = session.convert_file(audio_path, out_path, options, progress=report)
+        # No output array is kept: the plot's output F0 is measured from the written file, block by
+        # block, so a long song costs no output-sized buffer.
+        result = session.convert_file(audio_path, out_path, options, progress=report, keep_audio=False)
     except BaseException:
         app.discard_output(out_path)
         raise
     return out_path, result
 
 
-def measure_output(app: WebApp, session, choice: LoadedChoice, result, options: ConvertOptions,
+def measure_output(app: WebApp, session, choice: LoadedChoice, out_path: Path, options: ConvertOptions,
                    method: str | None, label: str):
-    """(curve or None, seconds taken) of the output's F0 measured by ``method``."""
+    """(curve or None, seconds taken) of the F0 of the output file ``out_path`` measured by ``method``."""
     if method is None:
         return None, 0.0
     start = time.perf_counter()
-    curve = extract_f0_curve(result.audio, result.sampling_rate, method, label,
-                             sampling_rate=session.sampling_rate, hop_length=session.hop_length,
-                             device=choice.device, threshold=options.cr_threshold, pretrain_dir=app.pretrain_dir,
-                             cache=app.f0_cache)
+    curve = extract_f0_curve_from_file(out_path, method, label,
+                                       sampling_rate=session.sampling_rate, hop_length=session.hop_length,
+                                       device=choice.device, threshold=options.cr_threshold,
+                                       pretrain_dir=app.pretrain_dir, cache=app.f0_cache)
     return curve, time.perf_counter() - start
 
 
@@ -94,7 +96,7 @@ def convert(app: WebApp, *values):
         gr.Info(f"Conversion cancelled ({e}); nothing was written.", duration=TOAST_SECONDS)
         return None, None, f"Cancelled ({e}): nothing was written."
     progress(1.0, desc=f"measuring the output's F0 ({method})" if method else "done")
-    curve, measure_seconds = measure_output(app, session, choice, result, opts, method,
+    curve, measure_seconds = measure_output(app, session, choice, out_path, opts, method,
                                             f"output (re-measured, {method})")
     curves = conversion_curves(result, opts.transpose, opts.auto_f0) + ([curve] if curve else [])
     figure = plot_f0(curves, title=f"F0 — {opts.speaker}, {opts.transpose:+g} semitones")
