@@ -139,15 +139,40 @@ def check_audio_array(wav: np.ndarray, sr: int) -> np.ndarray:
 
 
 def _check_samples(name: str, wav: np.ndarray, sr: int) -> None:
-    n = wav.shape[-1]
+    _check_length(name, wav.shape[-1], sr)
+    _check_finite(name, wav)
+
+
+def _check_length(name: str, n: int, sr: int) -> None:
     if n == 0:
         raise AudioError(f"'{name}' contains no audio samples; use a file with sound in it.")
     if n < MIN_SECONDS * sr:
         raise AudioError(
             f"'{name}' is only {n / sr * 1000:.0f} ms long; use at least {MIN_SECONDS * 1000:.0f} ms of audio."
         )
+
+
+def _check_finite(name: str, wav: np.ndarray) -> None:
     if not np.isfinite(wav).all():
         raise AudioError(f"'{name}' contains NaN or infinite samples; the file is corrupt, re-export it.")
+
+
+def _decode(path: Path, start: int = 0, frames: int = -1) -> np.ndarray:
+    """``[frames, channels]`` float32 samples of ``path`` from frame ``start`` (all by default)."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            if start:
+                f.seek(start)
+            return f.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(
+            f"Cannot decode '{path.name}' ({_reason(exc, path)}); the file may be damaged, re-export it."
+        ) from exc
+
+
+def _mixed_to_mono(data: np.ndarray) -> np.ndarray:
+    """``[N, channels]`` (channels > 1) -> ``[N]`` float32, averaged in float64."""
+    return data.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
 def read_audio(
@@ -163,17 +188,12 @@ def read_audio(
     path = Path(path)
     info = _info(path, path.name)
     _check_info(path.name, info, max_seconds)
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(
-            f"Cannot decode '{path.name}' ({_reason(exc, path)}); the file may be damaged, re-export it."
-        ) from exc
+    data, sr = _decode(path), info.samplerate
     # soundfile gives [N, channels]; avoid a second full-size copy where we can.
     if data.shape[1] == 1:
         wav = data[:, 0]
     elif mono:
-        wav = data.mean(axis=1, dtype=np.float64).astype(np.float32)
+        wav = _mixed_to_mono(data)
     else:
         wav = np.ascontiguousarray(data.T)
     del data
@@ -214,17 +234,10 @@ class AudioFileSamples:
         start, stop, step = key.indices(self.frames)
         if step != 1:
             raise ValueError("AudioFileSamples supports contiguous slices only")
-        try:
-            with sf.SoundFile(str(self.path)) as f:
-                f.seek(start)
-                data = f.read(max(stop - start, 0), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(
-                f"Cannot decode '{self.path.name}' ({_reason(exc, self.path)}); the file may be damaged, re-export it."
-            ) from exc
+        data = _decode(self.path, start, max(stop - start, 0))
         if len(data) != max(stop - start, 0):
             raise AudioError(f"'{self.path.name}' ended early while reading it; the file is damaged, re-export it.")
-        return data[:, 0].copy() if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(np.float32)
+        return data[:, 0].copy() if data.shape[1] == 1 else _mixed_to_mono(data)
 
 
 def open_audio(
@@ -238,15 +251,10 @@ def open_audio(
     _check_info(path.name, info, max_seconds)
     if info.format not in SEEKABLE_FORMATS or info.frames <= 0:
         return read_audio(path, mono=True, max_seconds=max_seconds)
+    _check_length(path.name, info.frames, info.samplerate)
     samples = AudioFileSamples(path, info.frames, info.channels)
-    if info.frames < MIN_SECONDS * info.samplerate:
-        raise AudioError(
-            f"'{path.name}' is only {info.frames / info.samplerate * 1000:.0f} ms long; "
-            f"use at least {MIN_SECONDS * 1000:.0f} ms of audio."
-        )
     for start in range(0, info.frames, _VALIDATE_BLOCK):
-        if not np.isfinite(samples[start : start + _VALIDATE_BLOCK]).all():
-            raise AudioError(f"'{path.name}' contains NaN or infinite samples; the file is corrupt, re-export it.")
+        _check_finite(path.name, samples[start : start + _VALIDATE_BLOCK])
     return samples, int(info.samplerate)
 
 

@@ -351,7 +351,7 @@ class VitsSvc:
         self, wav: np.ndarray, sr: int, options: ConvertOptions | None = None, progress: Progress | None = None
     ) -> ConversionResult:
         """Convert audio (mono ``[N]`` or ``[channels, N]`` float at ``sr`` Hz) to the loaded voice."""
-        return self._convert(wav, sr, options, progress)
+        return self._convert(check_audio_array(wav, sr), sr, options, progress)
 
     def convert_file(
         self,
@@ -379,8 +379,6 @@ class VitsSvc:
                  progress: Progress | None, out_path: Path | None = None, keep_audio: bool = True) -> ConversionResult:
         """``convert``, also writing ``out_path`` as the chunks are finished when it is given."""
         options = options or ConvertOptions()
-        if not isinstance(wav, AudioFileSamples):  # (those were checked when the file was opened)
-            wav = check_audio_array(wav, sr)
         with self._lock:
             if not options.only_diffusion:
                 self._require()

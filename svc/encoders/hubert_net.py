@@ -323,7 +323,7 @@ class FeatureExtractor(nn.Module):
                 lo, hi = lo * stride, (hi - 1) * stride + kernel
             y = x[..., lo:hi]
             for i, block in enumerate(self.conv_layers):
-                y = block(y, affine) if i == 0 and affine is not None else block(y)
+                y = block(y, affine if i == 0 else None)
             if out is None:
                 out = y.new_empty(y.shape[0], y.shape[1], frames)
             out[..., start:stop] = y
