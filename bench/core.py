@@ -52,8 +52,10 @@ def measure_core(threads: list[int], precisions: list[str], repeats: int, device
     The cases of one thread count run interleaved (fp32, bf16, reference, fp32, ...), so that a
     change in the machine's load during the run affects them alike.
     """
+    from svc.memory import keep_heap_pages
     from svc.precision import precision_dtype
 
+    keep_heap_pages()  # as a VitsSvc session does (it applies to the reference's run alike)
     directory = model_dir()
     cfg = json.loads((directory / "config.json").read_text())
     model = load_model(directory).to(device)
