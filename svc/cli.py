@@ -145,6 +145,9 @@ def _add_option_flags(parser: argparse.ArgumentParser, f0_choices: list[str]) ->
             group.add_argument(*flags, dest=f.name, default=None, metavar="FILE", help=help_text)
         elif f.name == "speaker":
             group.add_argument(*flags, dest=f.name, default=None, help=help_text)
+        elif f.name == "noise_scale":  # unset: the model's own (session.default_noise_scale)
+            group.add_argument(*flags, dest=f.name, type=float, default=None,
+                               help=f"{help_text} (default {default}; 1 for so-vits-svc 3.0 models, as 3.0 itself)")
         elif f.name == "diffusion_method":
             from .diffusion.samplers import SAMPLERS
 
@@ -156,7 +159,10 @@ def _add_option_flags(parser: argparse.ArgumentParser, f0_choices: list[str]) ->
 
 
 def _options_from_args(args: argparse.Namespace) -> ConvertOptions:
+    """The settings given on the command line; those left unset (``None``) keep their defaults."""
     values = {f.name: getattr(args, f.name) for f in fields(ConvertOptions)}
+    if values["noise_scale"] is None:
+        del values["noise_scale"]
     return ConvertOptions(**values)
 
 
@@ -191,6 +197,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         raise SvcError("give the voice model with -m/--model (only --only-diffusion works without one)")
     if args.diffusion is not None:
         session.load_diffusion(args.diffusion, args.diffusion_config)
+    if args.noise_scale is None and args.model is not None:
+        options = options.with_(noise_scale=session.default_noise_scale)
     for note in session.load_notes:
         print(f"note: {note}", file=sys.stderr)
     speaker_name = session.output_speaker_name(options)

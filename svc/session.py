@@ -36,6 +36,7 @@ from .f0 import get_spec as get_f0_spec
 from .f0.sovits3 import sovits3_predictor
 from .memory import keep_heap_pages, limit_onednn_cache
 from .models import Sovits3Synthesizer, SynthesizerTrn
+from .models.sovits3 import SOVITS3_NOISE_SCALE
 from .models.sovits3 import sample_multiple as sovits3_sample_multiple
 from .options import ConvertOptions
 from .pipeline import ConversionResult, Progress, SynthesisParts, convert
@@ -298,6 +299,12 @@ class VitsSvc:
         return self.config.version
 
     @property
+    def default_noise_scale(self) -> float:
+        """The noise scale the loaded model's own generation uses: 1 for 3.0 (fixed there), else the
+        ``ConvertOptions`` default (0.4, as so-vits-svc 4.x)."""
+        return SOVITS3_NOISE_SCALE if self.version == "3.0" else ConvertOptions.noise_scale
+
+    @property
     def speech_encoder(self) -> str:
         return expected_speech_encoder(self.config)
 
@@ -478,9 +485,8 @@ class VitsSvc:
         3.0 models use 3.0's noise scale 1; 4.x models the ``ConvertOptions`` default.
         """
         wav, sr = gradio_audio_to_float(srcaudio)
-        options = ConvertOptions(speaker=chara, transpose=float(tran), slice_db=float(slice_db))
-        if self.version == "3.0":
-            options = options.with_(noise_scale=1.0)
+        options = ConvertOptions(speaker=chara, transpose=float(tran), slice_db=float(slice_db),
+                                 noise_scale=self.default_noise_scale)
         result = self.convert(wav, sr, options)
         return result.sampling_rate, float_to_int16(result.audio)
 

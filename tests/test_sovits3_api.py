@@ -130,3 +130,30 @@ def test_original_style_gradio_app_converts(gradio_app, tmp_path, model, rate):
     out_path = client.predict(handle_file(str(tmp_path / "in.wav")), "paimon", 2, -40, api_name="/inference")
     out, sr = sf.read(out_path, dtype="int16")
     assert sr == rate and len(out) == int(np.ceil(len(wav) * rate / SR)) and np.abs(out).max() > 300
+
+
+def test_cli_uses_the_models_own_noise_scale(session, sovits3_checkpoints, sovits3_pretrain, tmp_path, capsys):
+    """``svc infer`` on a 3.0 model samples as 3.0 does (noise scale 1) unless --noise-scale is given."""
+    import soundfile as sf
+
+    from svc import ConvertOptions
+    from svc.cli import main
+
+    session.loadCheckpoint("v3_32k")
+    assert session.default_noise_scale == 1.0
+    wav = song()
+    sf.write(tmp_path / "in.wav", wav, SR, subtype="FLOAT")
+    expected = {scale: session.convert(wav, SR, ConvertOptions(speaker="nen", noise_scale=scale)).audio
+                for scale in (1.0, 0.4)}
+    assert not np.allclose(expected[1.0], expected[0.4], atol=1e-4)
+    for flags, scale in (([], 1.0), (["--noise-scale", "0.4"], 0.4)):
+        out_dir = tmp_path / f"out{scale}"
+        code = main(["infer", "-m", str(sovits3_checkpoints / "v3_32k"), "-s", "nen", "--pretrain",
+                     str(sovits3_pretrain), "--device", "cpu", "--no-progress", *flags, str(tmp_path / "in.wav"),
+                     "-o", str(out_dir)])
+        assert code == 0, capsys.readouterr().err
+        (written,) = out_dir.glob("*.wav")
+        audio, sr = sf.read(written, dtype="float32")
+        assert sr == 32000
+        # The written file is 16-bit PCM (quantisation up to 1/32768), the comparison is 2e-4.
+        assert np.abs(audio - expected[scale]).max() < 2e-4, scale

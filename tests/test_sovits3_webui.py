@@ -36,6 +36,7 @@ def test_convert_with_a_30_model(server, sung, model, rate):  # noqa: F811
     client = Client(server, verbose=False)
     facts, speakers, _ = client.predict(model, "cpu", api_name="/load_model")
     assert f"so-vits-svc 3.0 ({rate // 1000} kHz)" in facts and "hubertsoft" in facts
+    assert "set **Noise scale** to 1 for its original sound" in facts
     assert [c[1] for c in speakers["choices"]] == ["nen", "paimon", "yunhao"]
     audio_path, plot, info = convert(client, sung, "yunhao", transpose=-2)
     out, sr = sf.read(audio_path)

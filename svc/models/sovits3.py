@@ -56,6 +56,9 @@ def fixed_decoder_params(params: SynthesizerParams) -> SynthesizerParams:
     return dataclasses.replace(params, **DECODER, version="3.0")
 
 
+# 3.0 samples its prior with unscaled noise (no noise-scale setting): the scale that reproduces it.
+SOVITS3_NOISE_SCALE = 1.0
+
 class Sovits3TextEncoder(TextEncoder):
     """``enc_p_``: units -> ``pre`` (1x1) + coarse-pitch embedding -> 16-layer encoder -> prior sample."""
 
@@ -101,7 +104,7 @@ class Sovits3Synthesizer(nn.Module):
 
     @torch.inference_mode()
     def infer(self, c: torch.Tensor, f0: torch.Tensor, uv: torch.Tensor | None, g: torch.Tensor,
-              noise_scale: float = 1.0, seed: int = 52468, predict_f0: bool = False,
+              noise_scale: float = SOVITS3_NOISE_SCALE, seed: int = 52468, predict_f0: bool = False,
               vol: torch.Tensor | None = None,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesize ``(audio (1, 1, 320*T), f0 (1, T))`` with the 4.x ``infer`` signature.

@@ -72,6 +72,10 @@ def _facts(app: WebApp, name: str, session, device: str, when: str) -> str:
         f"Speakers ({len(session.speakers)}): {', '.join(session.speakers)}",
     ]
     lines += [f"- note: {note}" for note in getattr(session, "load_notes", [])]
+    if session.default_noise_scale != ConvertOptions.noise_scale:
+        lines.append(f"This model's own generation samples with noise scale {session.default_noise_scale:g} "
+                     f"(this page starts at {ConvertOptions.noise_scale:g}): set **Noise scale** to "
+                     f"{session.default_noise_scale:g} for its original sound.")
     lines.append(diffusion_facts(session))
     try:
         session.check_weights(ConvertOptions())
