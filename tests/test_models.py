@@ -225,6 +225,41 @@ def test_noise_conv_tiles_equal_one_call(monkeypatch, kernel, stride, padding):
             assert float((expected.roll(1, -1) - expected).abs().max()) > 1e4 * bound
 
 
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(16, 8, 4), (4, 2, 1), (15, 8, 4), (5, 3, 1)])
+@pytest.mark.parametrize("pack", [True, False])
+def test_upsampler_tiles_equal_one_call(kernel, stride, padding, pack):
+    """The fixed-shape tiling of the transposed convolutions gives one call's output, in one shape.
+
+    Against ``F.conv_transpose2d``: at most 3.9e-7 of the peak under AVX-512/AMX, ``ATEN_CPU_CAPABILITY=
+    avx2|default`` and oneDNN limited to AVX2 (1 thread), so the bound is 2e-6 of the peak — far below
+    a tile's output kept one sample out of place (checked below).
+    """
+    import torch.nn.functional as F
+
+    from svc.models import nsf_hifigan
+    from svc.models.conv2d_plan import ConvTranspose
+
+    gen = torch.Generator().manual_seed(kernel)
+    weight, bias = torch.randn(16, 8, 1, kernel, generator=gen) * 0.2, torch.randn(8, generator=gen)
+    up = nsf_hifigan.FixedShapeConvTranspose(ConvTranspose(weight, bias, stride, padding, pack=pack), kernel, stride,
+                                             padding, 16, 4)
+    up.tile = 24
+    shapes = []
+    conv = up.conv
+    up.conv = lambda x: shapes.append(x.shape[-1]) or conv(x)
+    for frames in (5, 12, 13, 48, 49, 100):  # one direct call; whole tiles; tiles and a remainder
+        x = torch.randn(1, 16, 1, frames, generator=gen).contiguous(memory_format=torch.channels_last)
+        expected = F.conv_transpose2d(F.leaky_relu(x, 0.1), weight, bias, stride=(1, stride), padding=(0, padding))
+        shapes.clear()
+        result = up(x.clone(), 0.1)
+        assert result.shape == expected.shape
+        bound = 2e-6 * float(expected.abs().max())
+        assert float((result - expected).abs().max()) <= bound, frames
+        assert float((expected.roll(1, -1) - expected).abs().max()) > 1e4 * bound
+        if frames > 12:  # tiled: every call has the one tile shape
+            assert set(shapes) == {24 + 2 * up.halo}, shapes
+
+
 @pytest.mark.parametrize("length", [1, 3, 12])
 def test_relative_attention_band_equals_dense_offsets(length):
     from svc.models.attentions import _add_band, _band

@@ -36,6 +36,10 @@ NOISE_TILE = 16384
 # The excitation is computed over tiles of this many samples (a multiple of 16: see SineSource); 8192 and
 # 16384 were 15 % and 8 % slower, one pass 12 % (10 s, 2 threads).
 SOURCE_TILE = 32768
+# The upsamplers (transposed convolutions) run over input tiles of about this many bytes, each tile one
+# fixed shape per layer: oneDNN compiled a new kernel for every piece length, 2-65 ms per layer (about
+# 0.2 s per piece of a song) on an AMX Xeon.
+UPSAMPLE_TILE_BYTES = 512 * 1024
 
 
 class SineSource(nn.Module):
@@ -264,7 +268,7 @@ class NsfHifiGan(nn.Module):
         stages = len(plan.ups)
         for i, (up, noise) in enumerate(zip(plan.ups, plan.noise, strict=True)):
             # x is this function's own tensor from here on, so activations may overwrite it.
-            x = noise.add_to(up(F.leaky_relu_(x, LRELU_SLOPE)), har)
+            x = noise.add_to(up(x, LRELU_SLOPE), har)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i],
                        lambda done, i=i: report_work((i + done) / stages))
@@ -392,6 +396,49 @@ class FixedShapeConv:
         return total if self.conv.packed else total.add_(out)
 
 
+class FixedShapeConvTranspose:
+    """``conv_transpose(leaky_relu(x))`` computed, on CPUs, over input tiles of one fixed length.
+
+    An output sample of a transposed convolution with stride ``u`` and ``k`` taps sees only the
+    input frames within ``ceil(k / u)`` of its own, so each tile takes that many frames of context on
+    both sides (zeros beyond the ends, as the convolution's own) and keeps the outputs of its core:
+    the same sums as one call, in one shape whatever the piece length, so oneDNN compiles each
+    layer's kernel once per process.  The activation is applied while the padded input is written.
+    Inputs shorter than half a tile take one direct call (padding them would cost more than a compile).
+    """
+
+    def __init__(self, conv: ConvTranspose, kernel: int, stride: int, padding: int, in_channels: int,
+                 element_size: int):
+        self.conv, self.kernel, self.stride, self.padding = conv, kernel, stride, padding
+        self.halo = -(-kernel // stride)
+        if (self.halo - 1) * stride + kernel < 2 * padding:  # a tile's output would not reach its core's end
+            raise ValueError(f"transposed convolution padding {padding} too large for {kernel} taps")
+        self.tile = max(16, UPSAMPLE_TILE_BYTES // (in_channels * element_size))
+
+    def __call__(self, x: torch.Tensor, leaky_slope: float) -> torch.Tensor:
+        """``x (B, C, 1, Q)`` channels-last, which is overwritten with ``leaky_relu(x)`` unless tiled."""
+        n, u, tile, halo = x.shape[-1], self.stride, self.tile, self.halo
+        if x.device.type != "cpu" or 2 * n <= tile:
+            return self.conv(F.leaky_relu_(x, leaky_slope))
+        length = (n - 1) * u - 2 * self.padding + self.kernel  # the output's length
+        tiles = -(-length // (tile * u))
+        padded = torch.empty((*x.shape[:-1], tiles * tile + 2 * halo), dtype=x.dtype, device=x.device,
+                             memory_format=torch.channels_last)
+        padded[..., :halo] = 0
+        padded[..., halo + n:] = 0
+        torch.ops.aten.leaky_relu.out(x, leaky_slope, out=padded[..., halo:halo + n])
+        out = None
+        for t in range(tiles):
+            y = self.conv(padded[..., t * tile:(t + 1) * tile + 2 * halo])
+            if out is None:
+                out = torch.empty((*y.shape[:-1], length), dtype=y.dtype, device=y.device,
+                                  memory_format=torch.channels_last)
+            a, b = t * tile * u, min(length, (t + 1) * tile * u)
+            # tile t's input starts at frame t * tile - halo, so output sample a is its halo * u-th
+            out[..., a:b] = y[..., halo * u:halo * u + b - a]
+        return out
+
+
 @dataclass
 class _Plan:
     """The decoder's layers as ``(B, C, 1, T)`` convolutions in one dtype (weights pre-packed for oneDNN
@@ -421,7 +468,9 @@ class _Plan:
 
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
-        ups = [wb(up, 1.0 if i == 0 else scale) for i, up in enumerate(dec.ups)]
+        ups = [FixedShapeConvTranspose(wb(up, 1.0 if i == 0 else scale), up.kernel_size[0], up.stride[0],
+                                       up.padding[0], up.in_channels, torch.finfo(dtype).bits // 8)
+               for i, up in enumerate(dec.ups)]
         resblocks, halos = [], []
         for i in range(len(dec.ups)):
             halos.append(_receptive_halo(list(dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels])))
