@@ -199,6 +199,8 @@ def _meta() -> dict:
         # How OpenMP threads wait at a barrier ("passive": sleep at once); on a CPU shared with other
         # work, spinning (the default) can cost a time slice per barrier (see README, Performance).
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # glibc heap thresholds: fixed by svc (keep_heap_pages) unless the user set glibc's own variables.
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
 
 
