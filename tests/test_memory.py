@@ -43,8 +43,7 @@ def _heap_use(mode: str) -> tuple[int, int, int]:
     return int(out[0]), int(out[1]), int(out[2])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"),
-                    reason="glibc's malloc only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 def test_keep_heap_pages_serves_activations_from_a_heap_it_keeps():
     from_heap, kept_mb, trimmed_mb = _heap_use("keep")
     # Blocks up to 32 MB come from the heap, whose freed pages stay resident (no faults on reuse) ...

@@ -59,6 +59,7 @@ def fixed_decoder_params(params: SynthesizerParams) -> SynthesizerParams:
 # 3.0 samples its prior with unscaled noise (no noise-scale setting): the scale that reproduces it.
 SOVITS3_NOISE_SCALE = 1.0
 
+
 class Sovits3TextEncoder(TextEncoder):
     """``enc_p_``: units -> ``pre`` (1x1) + coarse-pitch embedding -> 16-layer encoder -> prior sample."""
 
