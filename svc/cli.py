@@ -58,7 +58,8 @@ def _build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--format", choices=("wav", "flac"), default="wav", help="output file format")
     infer.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     infer.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
-                       help="synthesis precision: fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, GPUs), fp16 (GPUs)")
+                       help="precision: fp32 (default); bf16 (CPUs with AVX512-BF16/AMX, GPUs) or fp16 (GPUs) "
+                            "for the synthesis and the speech encoder's transformer layers")
     infer.add_argument("--pretrain", type=Path, help="folder of encoder / F0 / vocoder weights (default: pretrain/)")
     infer.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     infer.add_argument("--diffusion", type=Path,

@@ -518,8 +518,9 @@ class VitsSvc:
         return ContentMix(model, name, sid, options.cluster_ratio)
 
     def _half_encoder(self) -> bool:
-        """Reduced precision on a GPU runs the speech encoder in half precision too."""
-        return self.precision != "fp32" and self.device.type == "cuda"
+        """Reduced precision runs the speech encoder reduced too: float16 on a GPU, its transformer
+        layers in bfloat16 on a CPU (bf16 there implies the CPU has it)."""
+        return self.precision != "fp32" and self.device.type in ("cuda", "cpu")
 
     def _require(self) -> tuple[SynthesizerTrn | Sovits3Synthesizer, ModelConfig]:
         if self._model is None or self._config is None:

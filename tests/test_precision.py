@@ -111,8 +111,14 @@ def test_session_converts_in_bf16(checkpoints_dir, pretrain_dir):
     session.load(checkpoints_dir / "tiny41")
     assert session.model.dec.compute_dtype is torch.bfloat16
     bf16 = session.convert(wav, 44100, ConvertOptions(speaker="bob")).audio
+    # the speech encoder's transformer layers ran in bfloat16 too, and only that copy is held
+    held = session._encoders._encoders
+    assert list(held) == [(session.speech_encoder, True)]
+    assert {p.dtype for part in held[session.speech_encoder, True].bfloat16_parts()
+            for p in part.parameters()} == {torch.bfloat16}
     assert session.set_precision("fp32") == "fp32"
     fp32 = session.convert(wav, 44100, ConvertOptions(speaker="bob")).audio
+    assert list(held) == [(session.speech_encoder, False)]
     assert bf16.shape == fp32.shape == (44100,) and np.isfinite(bf16).all()
     assert _snr_db(torch.from_numpy(fp32), torch.from_numpy(bf16)) >= 20.0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..precision import cpu_has_bf16
 from ..weights import DEFAULT_PRETRAIN_DIR, require_weight_file
 from .base import ContentEncoder
 from .registry import ENCODERS, EncoderSpec, get_spec, resolve_loader
@@ -24,7 +25,9 @@ def load_encoder(
 ) -> ContentEncoder:
     """Load encoder ``name`` from its weight file in ``pretrain_dir``, in eval mode on ``device``.
 
-    ``half`` runs it in float16, on CUDA only (float16 convolutions are slow or missing on CPU).
+    ``half`` asks for reduced precision: on CUDA the whole encoder runs in float16; on a CPU with
+    AVX512-BF16 or AMX its transformer layers run in bfloat16 (``ContentEncoder.use_bfloat16``);
+    elsewhere it is ignored (float32).
     """
     spec = get_spec(name)
     path = require_weight_file(pretrain_dir, spec.filename, f"speech encoder '{name}'", spec.source)
@@ -36,12 +39,16 @@ def load_encoder(
 
 
 def _place(encoder: ContentEncoder, device: torch.device, half: bool) -> ContentEncoder:
-    dtype = torch.float16 if half and device.type == "cuda" else torch.float32
-    return encoder.to(device=device, dtype=dtype)
+    if half and device.type == "cuda":
+        return encoder.to(device=device, dtype=torch.float16)
+    encoder = encoder.to(device=device, dtype=torch.float32)
+    if half and device.type == "cpu" and cpu_has_bf16():
+        encoder.use_bfloat16()
+    return encoder
 
 
 class EncoderCache:
-    """Encoders loaded so far, one per (name, half), all kept on one device.
+    """Encoders loaded so far, one per name (in the precision last asked for), all on one device.
 
     A session holds one; ``to(device)`` moves every cached encoder along with the session.
     """
@@ -56,6 +63,8 @@ class EncoderCache:
         """The encoder ``name`` on the cache's device, loading it on first use."""
         key = (name, bool(half))
         if key not in self._encoders:
+            # The other precision's copy goes first: a switch of precision holds one encoder, not two.
+            self._encoders.pop((name, not half), None)
             self._encoders[key] = load_encoder(name, self.pretrain_dir, self.device, half)
         return self._encoders[key]
 
@@ -63,7 +72,10 @@ class EncoderCache:
         """Move every cached encoder to ``device``; later loads go there too."""
         self.device = torch.device(device)
         for (name, half), encoder in self._encoders.items():
-            self._encoders[(name, half)] = _place(encoder, self.device, half)
+            # From float16 (CUDA) or to bfloat16 (CPU), a copy in the new dtype comes from the file.
+            reload = half and (encoder.device.type == "cuda") != (self.device.type == "cuda")
+            self._encoders[(name, half)] = (load_encoder(name, self.pretrain_dir, self.device, half) if reload
+                                            else _place(encoder, self.device, half))
         return self
 
     def clear(self) -> None:

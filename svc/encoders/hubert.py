@@ -72,6 +72,9 @@ class HubertEncoder(ContentEncoder):
         self.use_final_proj = use_final_proj
         self.dim = net.arch.final_dim if use_final_proj else net.arch.embed_dim
 
+    def bfloat16_parts(self) -> list[torch.nn.Module]:
+        return [self.net.encoder.layers]
+
     def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
         """``(1, N)`` 16 kHz audio -> ``(1, dim, (N - 400) // 320 + 1)``."""
         x = self.net(wav16k, self.output_layer)

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import AudioError
 from ..weights import weight_norm_weight
+from .base import param_dtype
 
 # fairseq's default conv_feature_layers: 400-sample receptive field, stride 320.
 DEFAULT_CONV_LAYERS = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
@@ -263,9 +264,11 @@ class TransformerEncoder(nn.Module):
         if self.norm_before_layers:
             x = self.layer_norm(x)
         stop = len(self.layers) if num_layers is None else min(num_layers, len(self.layers))
-        bias = None
+        bias, dtype = None, x.dtype
+        x = x.to(param_dtype(self.layers, dtype))  # the layers may run in bfloat16 (ContentEncoder.use_bfloat16)
         for layer in self.layers[:stop]:
             x, bias = layer(x, bias)
+        x = x.to(dtype)
         if not self.norm_before_layers and stop == len(self.layers):
             x = self.layer_norm(x)
         return x

@@ -47,6 +47,9 @@ class HubertSoftEncoder(ContentEncoder):
         self.name = name
         self.dim = net.arch.final_dim
 
+    def bfloat16_parts(self) -> list[torch.nn.Module]:
+        return [self.net.encoder.layers]
+
     def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
         """``(1, N)`` 16 kHz audio -> ``(1, dim, N // 320)``."""
         x = self.net(F.pad(wav16k, (PAD, PAD)))

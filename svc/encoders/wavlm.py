@@ -120,6 +120,9 @@ class WavLM(ContentEncoder):
         """Samples that make one output frame (400 for the usual conv spec)."""
         return receptive_field(self.cfg.conv_layers())
 
+    def bfloat16_parts(self) -> list[nn.Module]:
+        return [self.encoder.layers]
+
     def forward(self, wav16k: Tensor) -> Tensor:
         """``(1, N)`` float at 16 kHz -> ``(1, dim, frames)``, frames = (N - 400) // 320 + 1."""
         wav = wav16k.reshape(1, -1).float()

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import WeightFileError
 from ..weights import float_state, load_module_state, load_torch_file
-from .base import ContentEncoder
+from .base import ContentEncoder, param_dtype
 from .files import require_dict_keys
 from .registry import EncoderSpec
 from .whisper_audio import SAMPLES_PER_TOKEN, log_mel_spectrogram, mel_filters, pad_or_trim
@@ -104,9 +104,11 @@ class AudioEncoder(nn.Module):
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).permute(0, 2, 1)
         x = x + self.positional_embedding[: x.shape[1]]
+        dtype = x.dtype
+        x = x.to(param_dtype(self.blocks))  # the blocks may run in bfloat16 (ContentEncoder.use_bfloat16)
         for block in self.blocks:
             x = block(x)
-        return self.ln_post(x)
+        return self.ln_post(x.to(dtype))
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,9 @@ class WhisperPPG(ContentEncoder):
     def half_fade_frames(self) -> int:
         """Half the cross-fade at a hand-over: 12 frames (0.24 s) for the 30-s window."""
         return self.dims.n_audio_ctx // 120
+
+    def bfloat16_parts(self) -> list[nn.Module]:
+        return [self.encoder.blocks]
 
     def forward(self, wav16k: Tensor) -> Tensor:
         """``(1, N)`` float at 16 kHz -> ``(1, dim, N // 320)``."""
