@@ -1,8 +1,10 @@
-"""Speech encoders with their transformer layers in bfloat16 (``--precision bf16`` on a CPU).
+"""Speech encoders with their transformer layers (and the conv feature extractor's layers after the
+first) in bfloat16: ``--precision bf16`` on a CPU.
 
 The bound: bfloat16 keeps 8 bits of mantissa; on these small random-weight files the features came
-out 35.6-44.1 dB from float32 under AMX, AVX512-BF16 (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``) and one
-thread alike, so 30 dB leaves a margin and still fails a model read out one layer off (~0 dB, below).
+out 31.7-42.6 dB from float32 under AMX, AVX512-BF16 (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``) and one
+thread (the full-size ContentVec of ``bench/``: 39.0 dB), so 25 dB leaves a margin (the worst error
+x1.9) and still fails a model read out one layer off (~0 dB, below).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from svc.encoders.registry import EncoderSpec  # noqa: E402
 from svc.encoders.wavlm import load_wavlm  # noqa: E402
 from svc.encoders.whisper import load_whisper_ppg  # noqa: E402
 
-MIN_SNR_DB = 30.0
+MIN_SNR_DB = 25.0
 HUBERTS = ["vec768l12", "vec256l9", "cnhubertlarge", "hubertsoft", "dphubert"]
 WHISPER_SPEC = EncoderSpec("whisper-ppg", "medium.pt", 64, "test", "svc.encoders.whisper:load_whisper_ppg")
 WAVLM_SPEC = EncoderSpec("wavlmbase+", "WavLM-Base+.pt", 64, "test", "svc.encoders.wavlm:load_wavlm")
@@ -67,7 +69,7 @@ def test_bf16_layers_stay_close_to_float32(pretrain: Path, name: str) -> None:
     layers = {id(p) for part in reduced.bfloat16_parts() for p in part.parameters()}
     assert layers, "an encoder with no bfloat16 part would silently stay float32"
     for param in reduced.parameters():
-        # the transformer layers in bfloat16, everything else (front-end, position conv) float32
+        # the listed layers in bfloat16, everything else (first conv, position conv) float32
         assert param.dtype == (torch.bfloat16 if id(param) in layers else torch.float32)
     a, b = full.encode(wav, 16000), reduced.encode(wav, 16000)
     assert b.dtype == torch.float32 and b.shape == a.shape
@@ -79,7 +81,7 @@ def test_bound_fails_a_layer_off(pretrain: Path) -> None:
     a = _load("vec768l12", pretrain).encode(wav, 16000)
     wrong = _load("vec768l12", pretrain).use_bfloat16()
     wrong.output_layer -= 1  # planted bug: the features of layer 11
-    assert snr_db(a, wrong.encode(wav, 16000)) < MIN_SNR_DB - 20
+    assert snr_db(a, wrong.encode(wav, 16000)) < MIN_SNR_DB - 15
 
 
 def test_half_on_cpu_follows_bf16_support(pretrain: Path, monkeypatch) -> None:
@@ -91,6 +93,7 @@ def test_half_on_cpu_follows_bf16_support(pretrain: Path, monkeypatch) -> None:
     assert next(reduced.net.encoder.layers.parameters()).dtype == torch.bfloat16
     assert reduced.net.encoder.pos_conv.weight.dtype == torch.float32
     assert reduced.net.feature_extractor.conv_layers[0].conv.weight.dtype == torch.float32
+    assert reduced.net.feature_extractor.conv_layers[1].conv.weight.dtype == torch.bfloat16
 
 
 def test_cache_keeps_one_precision_per_encoder(pretrain: Path, monkeypatch) -> None:
@@ -103,5 +106,5 @@ def test_cache_keeps_one_precision_per_encoder(pretrain: Path, monkeypatch) -> N
     # moving the bfloat16 one keeps its layers in bfloat16 and its front-end exact
     moved = cache.to("cpu").get("vec256l9", half=True)
     assert next(moved.net.encoder.layers.parameters()).dtype == torch.bfloat16
-    assert torch.equal(moved.net.feature_extractor.conv_layers[1].conv.weight,
-                       full.net.feature_extractor.conv_layers[1].conv.weight)
+    assert torch.equal(moved.net.feature_extractor.conv_layers[0].conv.weight,
+                       full.net.feature_extractor.conv_layers[0].conv.weight)

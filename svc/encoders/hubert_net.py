@@ -127,7 +127,7 @@ class ConvBlock(nn.Module):
         ``group_affine``: the group norm as ``x * scale + shift`` (per channel, ``(B, C, 1)``) from
         statistics of the whole clip, when ``x`` is only a part of it (see ``FeatureExtractor``).
         """
-        x = self.conv(x)
+        x = self._conv(x)
         if group_affine is not None:
             x = torch.addcmul(group_affine[1], x, group_affine[0])
         elif self.norm_kind == "group":
@@ -137,6 +137,20 @@ class ConvBlock(nn.Module):
         elif self.norm_kind == "layer":
             x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         return F.gelu(x)
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution in the weight's dtype; in bfloat16 on a CPU over a channels-last view.
+
+        oneDNN's bfloat16 kernels work channels-last: on the plain ``(B, C, T)`` layout every input
+        and output went through a reorder, slower than the float32 convolution itself.  The result
+        is a ``(B, C, T)`` view of channels-last memory, which the next block takes without a copy.
+        """
+        weight = self.conv.weight
+        x = x.to(weight.dtype)
+        if weight.dtype != torch.bfloat16 or x.device.type != "cpu":
+            return self.conv(x)
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        return F.conv2d(x, weight.unsqueeze(2), self.conv.bias, (1, self.conv.stride[0])).squeeze(2)
 
     def group_affine(self, x: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The group norm of ``conv(x)`` (one group per channel) as per-channel ``(scale, shift)``,
@@ -301,7 +315,7 @@ class FeatureExtractor(nn.Module):
             return self._tiled(x)
         for block in self.conv_layers:
             x = block(x)
-        return x
+        return x.to(wav.dtype)
 
     def _tiled(self, x: torch.Tensor) -> torch.Tensor:
         """The forward over tiles of ``EXTRACTOR_TILE`` output frames, each from exactly the input
@@ -327,8 +341,8 @@ class FeatureExtractor(nn.Module):
             y = x[..., lo:hi]
             for i, block in enumerate(self.conv_layers):
                 y = block(y, affine if i == 0 else None)
-            if out is None:
-                out = y.new_empty(y.shape[0], y.shape[1], frames)
+            if out is None:  # in the input's dtype, whatever the layers ran in
+                out = x.new_empty(y.shape[0], y.shape[1], frames)
             out[..., start:stop] = y
         return out
 

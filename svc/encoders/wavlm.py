@@ -121,7 +121,7 @@ class WavLM(ContentEncoder):
         return receptive_field(self.cfg.conv_layers())
 
     def bfloat16_parts(self) -> list[nn.Module]:
-        return [self.encoder.layers]
+        return [self.feature_extractor.conv_layers[1:], self.encoder.layers]
 
     def forward(self, wav16k: Tensor) -> Tensor:
         """``(1, N)`` float at 16 kHz -> ``(1, dim, frames)``, frames = (N - 400) // 320 + 1."""
