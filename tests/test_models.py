@@ -344,3 +344,49 @@ def test_sine_source_tiles_equal_one_pass(monkeypatch, frames):
     assert tiled.shape == (1, 1, frames * 64)
     assert torch.equal(tiled, one)
     assert torch.equal(torch.rand(4, generator=tiled_gen), torch.rand(4, generator=one_gen))
+
+
+@pytest.mark.parametrize("fixed_shapes", [False, True])
+def test_resblock_chunks_equal_one_call_in_few_shapes(monkeypatch, fixed_shapes):
+    """``_tiled`` gives ``fn(x)`` for a chain of "same" convolutions, and with ``fixed_shapes`` calls it
+    in a handful of shapes whatever the length (oneDNN compiles a kernel per shape).
+
+    Chunking changes no sum (each output sample is the same dot products), so the bound is float
+    noise (2e-6 of the peak); a chunk kept one sample out of place is 1e4 times over it.
+    """
+    import torch.nn.functional as F
+
+    from svc.models import nsf_hifigan
+
+    monkeypatch.setattr(nsf_hifigan, "MIN_TILE", 512)
+    monkeypatch.setattr(nsf_hifigan, "TILE_BYTES", 1)
+    monkeypatch.setattr(nsf_hifigan, "MIN_CHUNK", 32)
+    gen = torch.Generator().manual_seed(4)
+    w1, w2 = torch.randn(4, 4, 1, 7, generator=gen) * 0.3, torch.randn(4, 4, 1, 3, generator=gen) * 0.3
+    halo = 3 * 2 + 1 * 1  # dilation 2 with 7 taps, then 3 taps
+
+    def chain(x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(F.conv2d(x, w1, None, 1, (0, 6), (1, 2)), 0.1)
+        return F.conv2d(h, w2, None, 1, (0, 1)) + x
+
+    def recorded(x: torch.Tensor) -> torch.Tensor:
+        shapes.add(x.shape[-1])
+        return chain(x)
+
+    shapes: set[int] = set()
+    lengths = [40, 63, 64, 100, 511, 512, 513, 1000, 1100, 1500, 2047, 2500, 3001, 3333]
+    for length in lengths:
+        x = torch.randn(1, 4, 1, length, generator=gen).contiguous(memory_format=torch.channels_last)
+        expected = chain(x)
+        result = nsf_hifigan._tiled(recorded, x.clone(), halo, fixed_shapes=fixed_shapes)
+        bound = 2e-6 * float(expected.abs().max())
+        assert result.shape == expected.shape
+        assert float((result - expected).abs().max()) <= bound, length
+        assert float((expected.roll(1, -1) - expected).abs().max()) > 1e4 * bound
+    if fixed_shapes:
+        # pieces under 2 granules (64) take one call; the rest: chunks of 512/256/128/64/32 with halos
+        # on both sides, or one at an end, and tails of 32 or 64 at the end
+        chunks = {c + h for c in (512, 256, 128, 64, 32) for h in (halo, 2 * halo)} | {32 + halo, 64 + halo}
+        assert shapes - {40, 63} <= chunks, sorted(shapes - chunks - {40, 63})
+    else:
+        assert shapes >= {40, 63, 64, 100, 511}  # the plain tiling: a new shape for every short length

@@ -177,3 +177,25 @@ def test_switching_precision_keeps_each_plan(models):
         assert torch.equal(_infer(model, x), first) and model.dec._plans[torch.bfloat16] is plan
     finally:
         model.set_precision(torch.float32)
+
+
+@needs_bf16
+def test_bf16_fixed_shape_chunks_equal_one_call(models, monkeypatch):
+    """The bf16 vocoder's fixed-shape chunks (many here: small tiles and granule) give one call's
+    output: the same dot products per sample, rounded alike — bit-identical under AMX (2 threads or
+    1), 68.6 dB under ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` (another blocking per shape); bound
+    50 dB, while audio one sample out of place is far below it."""
+    model, x = models["4.1"]
+    model.set_precision(torch.bfloat16)
+    try:
+        monkeypatch.setattr(nsf_hifigan, "MIN_CHUNK", 10**9)  # one call per stage
+        direct = _infer(model, x)
+        monkeypatch.setattr(nsf_hifigan, "MIN_CHUNK", 32)
+        monkeypatch.setattr(nsf_hifigan, "MIN_TILE", 256)
+        monkeypatch.setattr(nsf_hifigan, "TILE_BYTES", 1)
+        chunked = _infer(model, x)
+    finally:
+        model.set_precision(torch.float32)
+    assert chunked.shape == direct.shape
+    assert _snr_db(direct, chunked) >= 50.0
+    assert _snr_db(direct, direct.roll(1, -1)) < 30.0

@@ -29,6 +29,8 @@ SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to th
 # enough to bound memory, large enough that the op count (each a thread barrier) stays low.
 TILE_BYTES = 8 * 1024 * 1024
 MIN_TILE = 32768
+# ... in bf16, the rest of a piece over chunks of halving sizes down to this many samples (see _tiled).
+MIN_CHUNK = 256
 # The excitation's strided noise convolutions run over output tiles of exactly this many samples
 # (the last one zero-padded), so their shape never changes: oneDNN compiled a new kernel for every
 # piece length (0.7-1.1 s each for the 1-channel strided ones on an AMX Xeon) and kept each one in its cache.
@@ -271,8 +273,12 @@ class NsfHifiGan(nn.Module):
             x = noise.add_to(up(x, LRELU_SLOPE), har)
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i],
-                       lambda done, i=i: report_work((i + done) / stages))
-        x = plan.post(F.leaky_relu_(x))
+                       lambda done, i=i: report_work((i + done) / stages), plan.fixed_shapes)
+        x = F.leaky_relu_(x)
+        if isinstance(plan.post, FixedShapeConv):
+            x = plan.post.add_to(x.new_zeros((x.shape[0], 1, 1, x.shape[-1])), x)
+        else:
+            x = plan.post(x)
         return torch.tanh(x)[:, :, 0].float()
 
     def _get_plan(self, device: torch.device) -> _Plan:
@@ -300,35 +306,71 @@ def _resblock_sum(blocks: nn.ModuleList, weights: list, x: torch.Tensor) -> torc
     return total
 
 
-def _tiled(fn, x: torch.Tensor, halo: int, on_tile: Callable[[float], None] | None = None) -> torch.Tensor:
+def _tiled(fn, x: torch.Tensor, halo: int, on_tile: Callable[[float], None] | None = None,
+           fixed_shapes: bool = False) -> torch.Tensor:
     """``fn(x)`` for a length-preserving ``fn`` that looks at most ``halo`` samples to each side, computed
-    in cache-sized tiles along time (each with ``halo`` extra samples on both sides, then trimmed).
+    over time chunks (each with ``halo`` extra samples on both sides, then trimmed).
 
     The result equals ``fn(x)``: every kept sample sees the same inputs, and at the ends of ``x`` a
-    tile's zero padding is the signal's own.  Tiling keeps the temporaries small (fast, and the
-    peak memory no longer grows with the length of the piece).  A long ``x`` is overwritten with the
-    result (returned): a tile's result is written once the next tile, the last to read its inputs,
-    is computed.  ``on_tile(fraction done)`` is called after each tile (progress reports; it may
-    raise to cancel).
+    chunk's zero padding is the signal's own.  Chunks keep the temporaries small (fast, and the peak
+    memory no longer grows with the length of the piece).  Plain: whole tiles and the rest (a piece
+    shorter than a tile: one call).  ``fixed_shapes``: only a few chunk shapes whatever the length,
+    so that oneDNN reuses its compiled kernels from piece to piece (in bf16 a new length cost about
+    1 s of AMX kernel compilation per piece, three times the synthesis itself): whole tiles, then
+    halving sizes down to a granule ``g`` up to ``halo`` samples before the end, and the rest from a
+    chunk of ``g`` or ``2g`` that ends at the end (computed first, from the untouched input).
+    ``x`` is overwritten with the result (returned): a chunk's result is written once the next chunk,
+    the last to read its inputs, is computed.  ``on_tile(fraction done)`` is called after each chunk
+    (progress reports; it may raise to cancel).
     """
     on_tile = on_tile or (lambda done: None)
     length = x.shape[-1]
     tile = max(MIN_TILE, TILE_BYTES // (x.shape[1] * x.element_size()), 2 * halo)
-    if length <= tile + 2 * halo or x.device.type != "cpu":  # GPUs prefer few large kernels
+    granule = max(MIN_CHUNK, 1 << (2 * halo - 1).bit_length())
+    direct = length < 2 * granule if fixed_shapes else length <= tile + 2 * halo
+    if direct or x.device.type != "cpu":  # GPUs prefer few large kernels
         out = fn(x)
         on_tile(1.0)
         return out
-    pending = None  # (start, result) of the tile not yet written back
-    for start in range(0, length, tile):
-        stop = min(length, start + tile)
-        lo, hi = max(0, start - halo), min(length, stop + halo)
-        result = fn(x[..., lo:hi])[..., start - lo:stop - lo]
+    if fixed_shapes:
+        tile = granule << ((tile // granule).bit_length() - 1)  # a power of two times the granule
+        covered = (length - halo) // granule * granule  # chunks of the ladder cover [0, covered)
+        # the tail chunk, g or 2g long, covers [covered, length) (at least halo, under g + halo)
+        lo = max(0, length - (granule if length - covered <= granule else 2 * granule) - halo)
+        tail = fn(x[..., lo:])[..., covered - lo:]
+        sizes = _chunk_sizes(covered, tile, granule)
+    else:
+        covered, tail = length, None
+        sizes = [tile] * (length // tile) + ([length % tile] if length % tile else [])
+    pending = None  # (start, result) of the chunk not yet written back
+    start = 0
+    for size in sizes:
+        stop = start + size
+        lo = max(0, start - halo)
+        result = fn(x[..., lo:stop + halo])[..., start - lo:stop - lo]
         if pending is not None:
             x[..., pending[0]:start] = pending[1]
         pending = (start, result)
         on_tile(stop / length)
-    x[..., pending[0]:] = pending[1]
+        start = stop
+    x[..., pending[0]:covered] = pending[1]
+    if tail is not None:
+        x[..., covered:] = tail
+        on_tile(1.0)
     return x
+
+
+def _chunk_sizes(total: int, tile: int, granule: int) -> list[int]:
+    """``total`` (a multiple of ``granule``) as whole ``tile``s, then at most one of each of ``tile/2,
+    tile/4, ... granule``."""
+    sizes = [tile] * (total // tile)
+    rest, size = total % tile, tile
+    while rest:
+        size //= 2
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+    return sizes
 
 
 def _receptive_halo(blocks: list[ResBlock]) -> int:
@@ -450,9 +492,10 @@ class _Plan:
     ups: list
     noise: list
     resblocks: list
-    post: Conv
+    post: Conv | FixedShapeConv
     halos: list
     noise_dtype: torch.dtype  # the excitation's convolutions run in this dtype
+    fixed_shapes: bool  # every convolution in a few shapes whatever the length (see _tiled)
 
     @classmethod
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
@@ -487,5 +530,12 @@ class _Plan:
         noise_dtype = torch.float32 if torch.device(key[1]).type == "cpu" else dtype
         noise = [FixedShapeConv(wb(n, padding=0, dtype=noise_dtype), n.padding[0], n.kernel_size[0], n.stride[0])
                  for n in dec.noise_convs]
+        # In bf16 on CPUs, oneDNN's AMX kernels cost ~1 s of compilation per new piece length (conv_post
+        # alone 0.24 s for a 10 s piece): the resblocks and conv_post run in fixed shapes.  float32
+        # keeps the plain tiling: its kernels compile in 0.1-0.2 s per piece, less than the chunks cost.
+        fixed = dtype == torch.bfloat16 and torch.device(key[1]).type == "cpu"
+        post = dec.conv_post
+        post = (FixedShapeConv(wb(post, scale, padding=0), post.padding[0], post.kernel_size[0], post.stride[0])
+                if fixed else wb(post, scale))
         return cls(key=key, dtype=dtype, pre=wb(dec.conv_pre), ups=ups, noise=noise, resblocks=resblocks,
-                   post=wb(dec.conv_post, scale), halos=halos, noise_dtype=noise_dtype)
+                   post=post, halos=halos, noise_dtype=noise_dtype, fixed_shapes=fixed)
