@@ -58,3 +58,27 @@ def test_keep_heap_pages_serves_activations_from_a_heap_it_keeps():
 def test_keep_heap_pages_respects_the_users_malloc_settings(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
     assert keep_heap_pages() is False
+
+
+# A fresh session sizes oneDNN's kernel cache by its starting precision (svc.memory.BF16_CACHE_CAPACITY).
+CACHE_FOR = """
+import os, sys
+from svc.errors import OptionsError
+from svc.session import VitsSvc
+try:
+    VitsSvc(device="cpu", precision=sys.argv[1])
+except OptionsError:
+    pass  # a CPU without bf16 refuses it after the cache is sized; the variable is what is checked
+print(os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"])
+"""
+
+
+@pytest.mark.parametrize(("precision", "preset", "expected"),
+                         [("fp32", None, "256"), ("bf16", None, "1024"), ("bf16", "64", "64")])
+def test_session_sizes_onednn_cache_by_precision(precision, preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset is not None:  # the user's own setting wins
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    out = subprocess.run([sys.executable, "-c", CACHE_FOR, precision], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[-1] == expected

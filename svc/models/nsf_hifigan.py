@@ -29,8 +29,14 @@ SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to th
 # enough to bound memory, large enough that the op count (each a thread barrier) stays low.
 TILE_BYTES = 8 * 1024 * 1024
 MIN_TILE = 32768
-# ... in bf16, the rest of a piece over chunks of halving sizes down to this many samples (see _tiled).
-MIN_CHUNK = 256
+# In bf16 on CPUs, the resblocks run in fixed shapes (see _tiled): tiles of at most MAX_FIXED_TILE
+# samples, then halving chunks down to MIN_CHUNK.  A 60 s song (bf16, 2 threads): synthesis 13.7 s
+# with a kernel compiled per piece length, 4.3 s in fixed shapes; the warm 10 s core pays ~5 % for
+# the extra calls (~40 us of overhead per convolution call).  Larger tiles cost memory in oneDNN's
+# cache (60 s song peak: 1.69 / 1.85 / 2.02 / 2.11 GB at 32768 / 65536 / 131072 / 262144 samples),
+# smaller ones more calls.
+MIN_CHUNK = 1024
+MAX_FIXED_TILE = 65536
 # The excitation's strided noise convolutions run over output tiles of exactly this many samples
 # (the last one zero-padded), so their shape never changes: oneDNN compiled a new kernel for every
 # piece length (0.7-1.1 s each for the 1-channel strided ones on an AMX Xeon) and kept each one in its cache.
@@ -333,6 +339,7 @@ def _tiled(fn, x: torch.Tensor, halo: int, on_tile: Callable[[float], None] | No
         on_tile(1.0)
         return out
     if fixed_shapes:
+        tile = min(tile, MAX_FIXED_TILE)
         tile = granule << ((tile // granule).bit_length() - 1)  # a power of two times the granule
         covered = (length - halo) // granule * granule  # chunks of the ladder cover [0, covered)
         # the tail chunk, g or 2g long, covers [covered, length) (at least halo, under g + halo)
