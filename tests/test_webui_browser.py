@@ -159,6 +159,8 @@ def test_convert_with_a_30_model_in_the_browser(page):
     page.get_by_role("tab", name="Convert").click()
     pick(page, "model_dd", "sovits3 — so-vits-svc 3.0 (48 kHz)")
     page.wait_for_function("document.querySelector('#model_info').innerText.includes('so-vits-svc 3.0 (48 kHz)')")
+    # the 3.0 model's own noise scale (1) replaces the page's 4.x default (0.4)
+    page.wait_for_function("document.querySelector('#opt_noise_scale input[type=number]').value === '1'")
     pick(page, "speaker_dd", "paimon")
     page.locator("#convert_btn").click()
     page.wait_for_function("document.querySelector('#convert_info').innerText.includes('paimon')")

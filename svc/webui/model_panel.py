@@ -12,6 +12,7 @@ from ..diffusion import DiffusionConfig
 from ..encoders.registry import get_spec
 from ..errors import SvcError
 from ..model_store import default_model_name, save_uploaded_model
+from ..models.sovits3 import SOVITS3_NOISE_SCALE
 from ..options import ConvertOptions
 from ..session import model_label
 from .app import LoadedChoice, WebApp
@@ -74,8 +75,8 @@ def _facts(app: WebApp, name: str, session, device: str, when: str) -> str:
     lines += [f"- note: {note}" for note in getattr(session, "load_notes", [])]
     if session.default_noise_scale != ConvertOptions.noise_scale:
         lines.append(f"This model's own generation samples with noise scale {session.default_noise_scale:g} "
-                     f"(this page starts at {ConvertOptions.noise_scale:g}): set **Noise scale** to "
-                     f"{session.default_noise_scale:g} for its original sound.")
+                     f"(4.x models: {ConvertOptions.noise_scale:g}): **Noise scale** is set to "
+                     f"{session.default_noise_scale:g} for its original sound, unless you had changed it.")
     lines.append(diffusion_facts(session))
     try:
         session.check_weights(ConvertOptions())
@@ -83,6 +84,21 @@ def _facts(app: WebApp, name: str, session, device: str, when: str) -> str:
         fix = " Add it in the **Weights** panel." if app.allow_weight_uploads else ""
         lines.append(f"\n⚠️ **Missing weight file:** {e}{fix}")
     return "\n\n".join(lines)
+
+
+def model_noise_scale(app: WebApp, loaded: LoadedChoice | None, current: float | None):
+    """The Noise scale slider after a load: the loaded model's own default (1 for 3.0 models, 0.4 for
+    4.x), unless the visitor had moved the slider off every model's default."""
+    if loaded is None:
+        return gr.update()
+    try:
+        default = app.session_for(loaded).default_noise_scale
+    except SvcError:  # gone meanwhile (evicted, deleted): the next conversion says so
+        return gr.update()
+    defaults = {ConvertOptions.noise_scale, SOVITS3_NOISE_SCALE}
+    if current is None or float(current) in defaults:
+        return gr.update(value=default)
+    return gr.update()
 
 
 def diffusion_facts(session) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -10,7 +11,7 @@ from ..device import resolve_device
 from ..weights import DEFAULT_PRETRAIN_DIR
 from . import analyze_tab, compare_tab, convert_tab, merge_tab, model_panel
 from .app import DELETE_CACHE, WebApp
-from .common import device_choices, visitor_id
+from .common import SETTING_NAMES, device_choices, visitor_id
 
 QUEUE_SIZE = 16  # requests waiting beyond this are told the queue is full
 
@@ -40,6 +41,10 @@ def build_demo(checkpoints_dir: str | Path = "checkpoints", pretrain_dir: str | 
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Convert", id="convert", elem_id="tab_convert"):
                 convert_in, settings = convert_tab.build(app, state, speaker_dd)
+            # a newly loaded model brings its own noise scale (3.0 models sample at 1, 4.x at 0.4)
+            noise = settings["ordered"][SETTING_NAMES.index("noise_scale")]
+            state.change(partial(model_panel.model_noise_scale, app), [state, noise], noise,
+                         api_visibility="private", show_progress="hidden", queue=False)
             with gr.Tab("Compare", id="compare", elem_id="tab_compare"):
                 compare_tab.build(app, state, compare_speakers, settings, convert_in)
             with gr.Tab("Analyze", id="analyze", elem_id="tab_analyze"):
