@@ -18,12 +18,14 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 from conftest import FAST_41, sung_note  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from model_fixtures import make_checkpoint  # noqa: E402
 
 import webui  # noqa: E402
+from svc.errors import OptionsError  # noqa: E402
 from svc.options import ConvertOptions  # noqa: E402
 from svc.webui.model_panel import landing_text  # noqa: E402
 
@@ -221,3 +223,35 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_server_precision_reaches_every_session(tmp_path, checkpoints_dir, pretrain_dir, monkeypatch):
+    from svc.precision import cpu_has_bf16
+
+    # fp16 has no CPU kernels: the launcher says so in one line and exits non-zero
+    out = subprocess.run([sys.executable, str(ROOT / "webui.py"), "--device", "cpu", "--precision", "fp16",
+                          "--checkpoints", str(tmp_path / "none")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "error: precision fp16 needs a GPU" in out.stderr
+    assert "Traceback" not in out.stderr
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX)")
+    app = webui.WebApp(checkpoints_dir, pretrain_dir, "cpu", output_dir=tmp_path / "o", precision="bf16")
+    session = app._load_session(checkpoints_dir / "tiny41", "cpu")
+    assert session.precision == "bf16" and session.model.dec.compute_dtype is torch.bfloat16
+    from svc.webui.model_panel import _facts
+
+    assert "loaded on **cpu** in bf16" in _facts(app, "tiny41", session, "cpu", "in 1.0 s")
+    # a device without the server's precision runs that model in fp32 and says so in its notes
+    import svc.webui.app as app_module
+
+    real = app_module.VitsSvc
+
+    def no_bf16(*args, precision="fp32", **kwargs):
+        if precision != "fp32":
+            raise OptionsError("precision bf16 is not supported on MPS; use fp16 or fp32")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "VitsSvc", no_bf16)
+    fallback = app._load_session(checkpoints_dir / "tiny41", "cpu")
+    assert fallback.precision == "fp32" and "runs in fp32 on cpu" in fallback.load_notes[-1]

@@ -14,11 +14,14 @@ from typing import Any
 import gradio as gr
 
 from ..audio import check_input_file
+from ..device import resolve_device
 from ..encoders.registry import get_spec
 from ..errors import OptionsError, SvcError
 from ..f0 import F0PredictorCache
+from ..memory import BF16_CACHE_CAPACITY, ONEDNN_CACHE_CAPACITY, limit_onednn_cache
 from ..model_store import UPLOAD_PREFIX, ModelManager
 from ..naming import output_filename
+from ..precision import precision_dtype
 from ..progress import Progress
 from ..scheduler import QueueStatus, Scheduler
 from ..session import VitsSvc, describe_model_dir, list_model_dirs
@@ -43,7 +46,12 @@ class WebApp:
 
     def __init__(self, checkpoints_dir: Path, pretrain_dir: Path, device: str = "auto", max_loaded: int = 2,
                  output_dir: Path | None = None, allow_weight_uploads: bool = False,
-                 max_input_minutes: float = DEFAULT_MAX_INPUT_MINUTES) -> None:
+                 max_input_minutes: float = DEFAULT_MAX_INPUT_MINUTES, precision: str = "fp32") -> None:
+        # Checked against the default device before anything runs (an unsupported choice is an
+        # OptionsError); sized before the first convolution, oneDNN's kernel cache fits bf16's shapes.
+        self.precision = str(precision).strip().lower()
+        precision_dtype(self.precision, resolve_device(device))
+        limit_onednn_cache(BF16_CACHE_CAPACITY if self.precision == "bf16" else ONEDNN_CACHE_CAPACITY)
         self.checkpoints_dir = Path(checkpoints_dir)
         self.pretrain_dir = Path(pretrain_dir)
         self.default_device = device
@@ -63,8 +71,15 @@ class WebApp:
     # --- models -------------------------------------------------------------------------------
 
     def _load_session(self, model_dir: Path, device: str) -> VitsSvc:
-        session = VitsSvc(device=device, pretrain_dir=self.pretrain_dir)
+        try:
+            session = VitsSvc(device=device, pretrain_dir=self.pretrain_dir, precision=self.precision)
+            note = None
+        except OptionsError as e:  # the server's precision on a device without it (bf16 on MPS, fp16 on a CPU)
+            session = VitsSvc(device=device, pretrain_dir=self.pretrain_dir)
+            note = f"{e}; this model runs in fp32 on {device}"
         session.load(model_dir)
+        if note:
+            session.load_notes.append(note)
         return session
 
     def model_dirs(self) -> dict[str, Path]:

@@ -68,7 +68,8 @@ def load_model(app: WebApp, model: str | None, device: str | None, progress: gr.
 
 def _facts(app: WebApp, name: str, session, device: str, when: str) -> str:
     lines = [
-        f"**{name}** loaded on **{device}** {when} — {model_label(session.version, session.sampling_rate)}, "
+        f"**{name}** loaded on **{device}**{_precision_note(session)} {when} — "
+        f"{model_label(session.version, session.sampling_rate)}, "
         f"encoder {session.speech_encoder}, {session.sampling_rate} Hz, hop {session.hop_length}",
         f"Speakers ({len(session.speakers)}): {', '.join(session.speakers)}",
     ]
@@ -84,6 +85,12 @@ def _facts(app: WebApp, name: str, session, device: str, when: str) -> str:
         fix = " Add it in the **Weights** panel." if app.allow_weight_uploads else ""
         lines.append(f"\n⚠️ **Missing weight file:** {e}{fix}")
     return "\n\n".join(lines)
+
+
+def _precision_note(session) -> str:
+    """`` in bf16`` (the server's ``--precision``) when the session is not in fp32, else nothing."""
+    precision = getattr(session, "precision", "fp32")
+    return "" if precision == "fp32" else f" in {precision}"
 
 
 def model_noise_scale(app: WebApp, loaded: LoadedChoice | None, current: float | None):
