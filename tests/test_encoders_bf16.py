@@ -108,3 +108,31 @@ def test_cache_keeps_one_precision_per_encoder(pretrain: Path, monkeypatch) -> N
     assert next(moved.net.encoder.layers.parameters()).dtype == torch.bfloat16
     assert torch.equal(moved.net.feature_extractor.conv_layers[0].conv.weight,
                        full.net.feature_extractor.conv_layers[0].conv.weight)
+
+
+def test_attention_falls_back_to_the_math_kernel_once_flash_fails(monkeypatch) -> None:
+    """torch's bf16 CPU flash attention fails under ATEN_CPU_CAPABILITY=avx2 on AMX CPUs (some shapes):
+    the math kernel takes over from then on; a float32 error is not swallowed."""
+    import torch.nn.functional as F
+
+    from svc.encoders import hubert_net
+
+    real, calls = F.scaled_dot_product_attention, []
+
+    def flaky(q, k, v, attn_mask=None):
+        calls.append(q.dtype)
+        if len(calls) == 1:
+            raise RuntimeError("pack_vnni2 is only supported when avx512 is supported")
+        return real(q, k, v, attn_mask=attn_mask)
+
+    monkeypatch.setattr(hubert_net._FlashBf16, "failed", False)
+    monkeypatch.setattr(hubert_net.F, "scaled_dot_product_attention", flaky)
+    q = torch.randn(1, 2, 40, 16, generator=torch.Generator().manual_seed(1)).bfloat16()
+    out = hubert_net.scaled_dot_product_attention(q, q, q, None)
+    assert snr_db(real(q.float(), q.float(), q.float()), out.float()) > 40  # the math kernel's result
+    assert hubert_net._FlashBf16.failed and len(calls) == 2
+    hubert_net.scaled_dot_product_attention(q, q, q, None)
+    assert len(calls) == 3  # straight to the math kernel now, no second failure
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        hubert_net.scaled_dot_product_attention(q.float(), q.float(), q.float(), None)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import AudioError
 from ..weights import weight_norm_weight
@@ -170,6 +171,33 @@ class ConvBlock(nn.Module):
         return scale.to(x.dtype), shift.to(x.dtype)
 
 
+class _FlashBf16:
+    """Whether torch's CPU flash attention has failed in bfloat16 in this process (see below)."""
+
+    failed = False
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None) -> torch.Tensor:
+    """``F.scaled_dot_product_attention``, on the math kernel where the flash kernel fails.
+
+    torch 2.9's CPU flash attention in bfloat16 raises "pack_vnni2 is only supported when avx512 is
+    supported" when ATen's kernels are held below AVX-512 (``ATEN_CPU_CAPABILITY=avx2|default``) on
+    an AMX CPU, for some shapes only.  After the first such failure bfloat16 attention on the CPU
+    takes the math kernel (8x slower there, same sums to 55 dB), which works everywhere.
+    """
+    cpu_bf16 = q.dtype == torch.bfloat16 and q.device.type == "cpu"
+    if not (cpu_bf16 and _FlashBf16.failed):
+        try:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        except RuntimeError:
+            if not cpu_bf16:
+                raise
+            _FlashBf16.failed = True
+    with sdpa_kernel(SDPBackend.MATH):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with separate q/k/v projections (``num_heads * head_dim`` wide)."""
 
@@ -194,8 +222,8 @@ class SelfAttention(nn.Module):
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-        y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
-                                           attn_mask=score_bias)
+        y = scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
+                                         score_bias)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
 
 
