@@ -68,11 +68,14 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def limit_onednn_cache(capacity: int = ONEDNN_CACHE_CAPACITY) -> None:
-    """Bound oneDNN's primitive cache, unless the user set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``.
+def limit_onednn_cache(precision: str = "fp32") -> None:
+    """Bound oneDNN's primitive cache for a process that starts in ``precision`` (bf16 keeps
+    ``BF16_CACHE_CAPACITY`` entries, else ``ONEDNN_CACHE_CAPACITY``), unless the user set
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``.
 
     oneDNN reads the variable once, when it creates its first primitive, so this must run before
     the first CPU convolution of the process (a session calls it when it is created); later calls
     change nothing.  torch offers no call to set the capacity, and oneDNN's own is not exported.
     """
+    capacity = BF16_CACHE_CAPACITY if str(precision).strip().lower() == "bf16" else ONEDNN_CACHE_CAPACITY
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))

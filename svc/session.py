@@ -34,7 +34,7 @@ from .errors import CheckpointError, ConfigError, OptionsError, SvcError
 from .f0 import F0PredictorCache
 from .f0 import get_spec as get_f0_spec
 from .f0.sovits3 import sovits3_predictor
-from .memory import BF16_CACHE_CAPACITY, ONEDNN_CACHE_CAPACITY, keep_heap_pages, limit_onednn_cache
+from .memory import keep_heap_pages, limit_onednn_cache
 from .models import Sovits3Synthesizer, SynthesizerTrn
 from .models.sovits3 import SOVITS3_NOISE_SCALE
 from .models.sovits3 import sample_multiple as sovits3_sample_multiple
@@ -167,7 +167,7 @@ class VitsSvc:
     def __init__(self, device: str | torch.device = "auto", pretrain_dir: str | Path = DEFAULT_PRETRAIN_DIR,
                  precision: str = "fp32", checkpoints_dir: str | Path = DEFAULT_CHECKPOINTS_DIR):
         # before the first convolution, or the cache grows with every piece's shape
-        limit_onednn_cache(BF16_CACHE_CAPACITY if str(precision).strip().lower() == "bf16" else ONEDNN_CACHE_CAPACITY)
+        limit_onednn_cache(precision)
         keep_heap_pages()
         self.device = resolve_device(device)
         self.checkpoints_dir = Path(checkpoints_dir)  # where loadCheckpoint(name) looks

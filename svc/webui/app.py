@@ -18,7 +18,7 @@ from ..device import resolve_device
 from ..encoders.registry import get_spec
 from ..errors import OptionsError, SvcError
 from ..f0 import F0PredictorCache
-from ..memory import BF16_CACHE_CAPACITY, ONEDNN_CACHE_CAPACITY, limit_onednn_cache
+from ..memory import limit_onednn_cache
 from ..model_store import UPLOAD_PREFIX, ModelManager
 from ..naming import output_filename
 from ..precision import precision_dtype
@@ -51,7 +51,7 @@ class WebApp:
         # OptionsError); sized before the first convolution, oneDNN's kernel cache fits bf16's shapes.
         self.precision = str(precision).strip().lower()
         precision_dtype(self.precision, resolve_device(device))
-        limit_onednn_cache(BF16_CACHE_CAPACITY if self.precision == "bf16" else ONEDNN_CACHE_CAPACITY)
+        limit_onednn_cache(self.precision)
         self.checkpoints_dir = Path(checkpoints_dir)
         self.pretrain_dir = Path(pretrain_dir)
         self.default_device = device
