@@ -26,8 +26,8 @@ def load_encoder(
     """Load encoder ``name`` from its weight file in ``pretrain_dir``, in eval mode on ``device``.
 
     ``half`` asks for reduced precision: on CUDA the whole encoder runs in float16; on a CPU with
-    AVX512-BF16 or AMX its transformer layers run in bfloat16 (``ContentEncoder.use_bfloat16``);
-    elsewhere it is ignored (float32).
+    AVX512-BF16 or AMX the parts ``ContentEncoder.bfloat16_parts`` names (its transformer layers and
+    most of its conv front-end) run in bfloat16; elsewhere it is ignored (float32).
     """
     spec = get_spec(name)
     path = require_weight_file(pretrain_dir, spec.filename, f"speech encoder '{name}'", spec.source)

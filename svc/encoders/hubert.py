@@ -73,7 +73,7 @@ class HubertEncoder(ContentEncoder):
         self.dim = net.arch.final_dim if use_final_proj else net.arch.embed_dim
 
     def bfloat16_parts(self) -> list[torch.nn.Module]:
-        return [self.net.feature_extractor.conv_layers[1:], self.net.encoder.layers]
+        return self.net.bfloat16_parts()
 
     def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
         """``(1, N)`` 16 kHz audio -> ``(1, dim, (N - 400) // 320 + 1)``."""

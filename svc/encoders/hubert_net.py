@@ -396,6 +396,10 @@ class HubertNet(nn.Module):
                                           arch.norm_before_layers)
         self.final_proj = nn.Linear(arch.embed_dim, arch.final_dim) if arch.final_dim > 0 else None
 
+    def bfloat16_parts(self) -> list[nn.Module]:
+        """The conv layers after the first and the transformer layers (``ContentEncoder.bfloat16_parts``)."""
+        return [self.feature_extractor.conv_layers[1:], self.encoder.layers]
+
     def forward(self, wav: torch.Tensor, num_layers: int | None = None) -> torch.Tensor:
         """``(B, N)`` 16 kHz audio -> ``(B, T, D)`` hidden states after layer ``num_layers``.
 
