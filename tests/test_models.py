@@ -197,9 +197,43 @@ def test_fp16_file_is_computed_in_fp32(tmp_path):
     assert 45 < snr_db(audio.numpy(), np.load(DATA / "reference_4.1.npy")) < 70
 
 
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [(16, 8, 4), (4, 2, 1), (1, 1, 0), (128, 64, 32)])
-def test_noise_conv_tiles_equal_one_call(monkeypatch, kernel, stride, padding):
-    """The fixed-shape tiling of the excitation's convolutions gives one call's output.
+@pytest.mark.parametrize(("kernel", "stride", "padding"),
+                         [(16, 8, 4), (4, 2, 1), (1, 1, 0), (128, 64, 32), (5, 3, 1), (6, 4, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_noise_conv_as_product_equals_conv(kernel, stride, padding, dtype):
+    """The excitation's convolution as one matrix product (``FrameConv``) adds ``F.conv2d``'s output
+    (without the bias, which the plan folds into the upsampler) into a channels-last signal.
+
+    float32: at most 2.6e-7 of the peak (AMX / AVX-512, ``ATEN_CPU_CAPABILITY=avx2|default``, oneDNN
+    limited to AVX2, 1 thread), bound 2e-6 of the peak.  bf16, against float32 on the same bf16
+    inputs: 3.3e-3 of the peak (the result's rounding to bf16), bound 1 %.  Both far below a result
+    one frame out of place (checked below).
+    """
+    import torch.nn.functional as F
+
+    from svc.models.nsf_hifigan import FrameConv
+
+    gen = torch.Generator().manual_seed(kernel)
+    weight, bias = torch.randn(8, 1, 1, kernel, generator=gen), torch.randn(8, generator=gen)
+    conv = FrameConv(weight.to(dtype), stride, padding)
+    for batch, frames in [(1, 1), (1, 3), (1, 100), (2, 37)]:
+        x = torch.randn(batch, 1, frames * stride, generator=gen).to(dtype)
+        expected = F.conv2d(x.float()[:, :, None], weight.to(dtype).float(), bias, (1, stride), (0, padding))
+        base = torch.randn(expected.shape, generator=gen)
+        out = base.to(dtype).clone(memory_format=torch.channels_last)
+        result = conv.add_to(out, x)
+        assert result is out and result.shape == expected.shape
+        wanted = expected - bias[:, None, None] + base.to(dtype).float()
+        bound = (2e-6 if dtype == torch.float32 else 1e-2) * float(wanted.abs().max())
+        error = float((result.float() - wanted).abs().max())
+        assert error <= bound, (batch, frames, error, bound)
+        if frames > 1:  # the bound still sees the convolution one frame out of place
+            assert float((expected.roll(1, -1) - expected).abs().max()) > 10 * bound
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(16, 8, 4), (4, 2, 1), (1, 1, 0), (128, 64, 32), (7, 1, 3)])
+def test_fixed_shape_conv_tiles_equal_one_call(monkeypatch, kernel, stride, padding):
+    """The fixed-shape tiling (bf16 ``conv_post`` on CPUs) gives one call's output.
 
     Bit-exact with AVX-512/AMX kernels; with oneDNN limited to AVX2 the 128-tap case differs by
     1.9e-5 at a peak of 46 (4e-7 of the peak: another summation blocking per tile shape), so the
@@ -210,7 +244,7 @@ def test_noise_conv_tiles_equal_one_call(monkeypatch, kernel, stride, padding):
     from svc.models import nsf_hifigan
     from svc.models.conv2d_plan import Conv
 
-    monkeypatch.setattr(nsf_hifigan, "NOISE_TILE", 100)
+    monkeypatch.setattr(nsf_hifigan, "POST_TILE", 100)
     gen = torch.Generator().manual_seed(0)
     weight, bias = torch.randn(8, 1, 1, kernel, generator=gen), torch.randn(8, generator=gen)
     conv = nsf_hifigan.FixedShapeConv(Conv(weight, bias, stride), padding, kernel, stride)

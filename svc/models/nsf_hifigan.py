@@ -37,10 +37,9 @@ MIN_TILE = 32768
 # smaller ones more calls.
 MIN_CHUNK = 1024
 MAX_FIXED_TILE = 65536
-# The excitation's strided noise convolutions run over output tiles of exactly this many samples
-# (the last one zero-padded), so their shape never changes: oneDNN compiled a new kernel for every
-# piece length (0.7-1.1 s each for the 1-channel strided ones on an AMX Xeon) and kept each one in its cache.
-NOISE_TILE = 16384
+# conv_post (bf16 on CPUs) runs over output tiles of exactly this many samples (the last one
+# zero-padded), so its shape never changes: oneDNN compiled a new kernel for every piece length.
+POST_TILE = 16384
 # The excitation is computed over tiles of this many samples (a multiple of 16: see SineSource); 8192 and
 # 16384 were 15 % and 8 % slower, one pass 12 % (10 s, 2 threads).
 SOURCE_TILE = 32768
@@ -269,7 +268,7 @@ class NsfHifiGan(nn.Module):
         """
         plan = self._get_plan(x.device)
         dtype = plan.dtype
-        har = _as_2d(har_source.to(plan.noise_dtype))
+        har = har_source.to(dtype)
         x = plan.pre(_as_2d(x.to(dtype)))
         if g is not None:
             x = x + _as_2d(self.cond(g).to(dtype))
@@ -409,15 +408,44 @@ def _resblock_fast(block: ResBlock, weights: list, x: torch.Tensor, first_act: t
     return x
 
 
+class FrameConv:
+    """A one-input-channel strided convolution (the excitation's ``noise_convs``) as one matrix product.
+
+    Output frame ``t`` reads the ``k`` padded input samples from ``t * stride``: those rows (a strided
+    view of the input, copied once by the product) times the ``(k, C)`` weight give the ``(T, C)``
+    result, which is the memory of a ``(B, C, 1, T)`` channels-last signal, so it is added into the
+    stage in place.  As oneDNN convolutions they compiled a kernel per piece length (0.7-1.1 s each
+    on an AMX Xeon), or ran over fixed zero-padded tiles: 15.3 ms in float32 and 23.7 ms in bf16 for
+    the five of the 10 s core (2 threads); as products 5.4 and 4.0 ms (a new length costs under 1 ms).
+    The bias is not added here: ``_Plan`` folds it into the transposed convolution's bias.
+    """
+
+    def __init__(self, weight: torch.Tensor, stride: int, padding: int):
+        self.weight = weight.reshape(weight.shape[0], -1).t().contiguous()  # (k, C)
+        self.kernel, self.stride, self.padding = self.weight.shape[0], stride, padding
+
+    def add_to(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``out += conv(x)`` (without bias) in place for ``x (B, 1, L)`` and channels-last ``out (B, C, 1, T)``,
+        all in the weight's dtype."""
+        batch, frames, k, s = out.shape[0], out.shape[-1], self.kernel, self.stride
+        x = x.reshape(batch, -1)
+        x = F.pad(x, (self.padding, (frames - 1) * s + k - self.padding - x.shape[-1]))
+        rows = x.unfold(-1, k, s)  # (B, T, k)
+        signal = out[:, :, 0].transpose(1, 2)  # (B, T, C), a view of out's memory
+        for b in range(batch):
+            signal[b].addmm_(rows[b], self.weight)
+        return out
+
+
 class FixedShapeConv:
     """A convolution (``conv`` without padding, plus the ``padding`` it stands for) computed over output
-    tiles of ``NOISE_TILE`` samples on CPUs, so every call has the same shape whatever the length.
+    tiles of ``POST_TILE`` samples on CPUs, so every call has the same shape whatever the length.
 
     Each output sample sees the same inputs (the zeros of the padding included); with AVX-512/AMX
     kernels oneDNN sums them in the same order (bit-for-bit one call's result), with AVX2 kernels the
     blocking can differ by shape (4e-7 of the peak; checked in tests/test_models.py).
-    In float32 the single call cost, per new length, up to 1.1 s of kernel compilation and a cache
-    entry of several MB.
+    Used for ``conv_post`` in bf16 on CPUs, where one call over a piece cost 0.24 s of AMX kernel
+    compilation per new length (10 s piece).
     """
 
     def __init__(self, conv: Conv, padding: int, kernel: int, stride: int):
@@ -425,7 +453,7 @@ class FixedShapeConv:
 
     def add_to(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``out += conv(x)`` in place for ``out`` as long as the padded convolution's output."""
-        n, tile, s = out.shape[-1], NOISE_TILE, self.stride
+        n, tile, s = out.shape[-1], POST_TILE, self.stride
         if x.device.type != "cpu":  # GPUs prefer one large kernel
             return self.conv.add_to(out, F.pad(x, (self.padding, self.padding)))
         tiles = -(-n // tile)
@@ -501,16 +529,18 @@ class _Plan:
     resblocks: list
     post: Conv | FixedShapeConv
     halos: list
-    noise_dtype: torch.dtype  # the excitation's convolutions run in this dtype
     fixed_shapes: bool  # every convolution in a few shapes whatever the length (see _tiled)
 
     @classmethod
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
         def wb(conv: nn.Module, scale: float = 1.0, padding: int | None = None,
-               dtype: torch.dtype = dtype) -> Conv | ConvTranspose:
+               dtype: torch.dtype = dtype, extra_bias: torch.Tensor | None = None) -> Conv | ConvTranspose:
             pack = can_pack(dtype, key[1])
             weight = (conv.weight if scale == 1.0 else conv.weight * scale).unsqueeze(2).to(dtype)
-            bias = None if conv.bias is None else conv.bias.to(dtype)
+            bias = conv.bias
+            if extra_bias is not None:
+                bias = extra_bias if bias is None else bias + extra_bias
+            bias = None if bias is None else bias.to(dtype)
             padding = conv.padding[0] if padding is None else padding
             if isinstance(conv, nn.ConvTranspose1d):
                 return ConvTranspose(weight, bias, conv.stride[0], padding, pack=pack)
@@ -518,9 +548,10 @@ class _Plan:
 
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
-        ups = [FixedShapeConvTranspose(wb(up, 1.0 if i == 0 else scale), up.kernel_size[0], up.stride[0],
-                                       up.padding[0], up.in_channels, torch.finfo(dtype).bits // 8)
-               for i, up in enumerate(dec.ups)]
+        # Each stage adds its noise convolution (FrameConv, no bias) to its upsampler: one bias for both.
+        ups = [FixedShapeConvTranspose(wb(up, 1.0 if i == 0 else scale, extra_bias=noise.bias), up.kernel_size[0],
+                                       up.stride[0], up.padding[0], up.in_channels, torch.finfo(dtype).bits // 8)
+               for i, (up, noise) in enumerate(zip(dec.ups, dec.noise_convs, strict=True))]
         resblocks, halos = [], []
         for i in range(len(dec.ups)):
             halos.append(_receptive_halo(list(dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels])))
@@ -531,12 +562,9 @@ class _Plan:
                 else:
                     stage.append([wb(c) for c in block.convs])
             resblocks.append(stage)
-        # On CPUs the excitation's convolutions (one input channel) stay float32 whatever the precision:
-        # oneDNN's AMX kernel for the first one (1 -> 256 channels, 128 taps, stride 64) took 79 ms of
-        # the 10 s bf16 core, its float32 kernel 3.6 ms; the float32 result is added into the stage.
-        noise_dtype = torch.float32 if torch.device(key[1]).type == "cpu" else dtype
-        noise = [FixedShapeConv(wb(n, padding=0, dtype=noise_dtype), n.padding[0], n.kernel_size[0], n.stride[0])
-                 for n in dec.noise_convs]
+        # The excitation's convolutions run in the stage's dtype: in bf16 (10 s core) the float32 product
+        # and its conversion cost 15.8 ms, the bf16 product 4.0 ms, at the same SNR from fp32 (32.6 dB).
+        noise = [FrameConv(n.weight.to(dtype), n.stride[0], n.padding[0]) for n in dec.noise_convs]
         # In bf16 on CPUs, oneDNN's AMX kernels cost ~1 s of compilation per new piece length (conv_post
         # alone 0.24 s for a 10 s piece): the resblocks and conv_post run in fixed shapes.  float32
         # keeps the plain tiling: its kernels compile in 0.1-0.2 s per piece, less than the chunks cost.
@@ -545,4 +573,4 @@ class _Plan:
         post = (FixedShapeConv(wb(post, scale, padding=0), post.padding[0], post.kernel_size[0], post.stride[0])
                 if fixed else wb(post, scale))
         return cls(key=key, dtype=dtype, pre=wb(dec.conv_pre), ups=ups, noise=noise, resblocks=resblocks,
-                   post=post, halos=halos, noise_dtype=noise_dtype, fixed_shapes=fixed)
+                   post=post, halos=halos, fixed_shapes=fixed)
