@@ -35,7 +35,8 @@ class MultiHeadAttention(nn.Module):
             self.emb_rel_k = nn.Parameter(torch.zeros(1, window_size * 2 + 1, self.k_channels))
             self.emb_rel_v = nn.Parameter(torch.zeros(1, window_size * 2 + 1, self.k_channels))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x (B, C, T)`` -> ``(B, C, T)``; ``mask (B, 1, T, T)`` (0: masked out) or None for none."""
         b, d, t = x.shape
         q = self.conv_q(x).view(b, self.n_heads, self.k_channels, t).transpose(2, 3)
         k = self.conv_k(x).view(b, self.n_heads, self.k_channels, t).transpose(2, 3)
@@ -52,17 +53,19 @@ class MultiHeadAttention(nn.Module):
             out = torch.empty_like(q)
             for first in range(0, t, rows):
                 last = min(t, first + rows)
-                out[..., first:last, :] = self._attend(q[..., first:last, :], k, v, mask[..., first:last, :], first)
+                block_mask = None if mask is None else mask[..., first:last, :]
+                out[..., first:last, :] = self._attend(q[..., first:last, :], k, v, block_mask, first)
         out = out.transpose(2, 3).contiguous().view(b, d, t)
         return self.conv_o(out)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                 first_row: int) -> torch.Tensor:
         """Attention output for the (scaled) queries ``q`` of rows ``first_row...`` over all keys."""
         scores = torch.matmul(q, k.transpose(-2, -1))
         if self.window_size is not None:
             _add_band(scores, torch.matmul(q, self.emb_rel_k[0].T), first_row)
-        scores = scores.masked_fill(mask == 0, -1e4)
+        if mask is not None:
+            scores = scores.masked_fill(mask == 0, -1e4)
         p_attn = F.softmax(scores, dim=-1)
         out = torch.matmul(p_attn, v)
         if self.window_size is not None:
@@ -136,7 +139,8 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
         """``x (B, H, T)``, ``x_mask (B, 1, T)`` -> ``(B, H, T)``."""
-        attn_mask = x_mask.unsqueeze(2) * x_mask.unsqueeze(-1)
+        # A piece at inference has no padded frames: its all-ones mask would change nothing (T*T work).
+        attn_mask = None if bool(x_mask.all()) else x_mask.unsqueeze(2) * x_mask.unsqueeze(-1)
         x = x * x_mask
         layers = zip(self.attn_layers, self.norm_layers_1, self.ffn_layers, self.norm_layers_2, strict=True)
         for attn, norm1, ffn, norm2 in layers:

@@ -49,11 +49,12 @@ class GemmConv1d(nn.Conv1d):
                 or self.dilation[0] != 1 or not isinstance(self.padding, tuple):
             return super().forward(x)
         k, pad = self.kernel_size[0], self.padding[0]
+        x = x.to(self.compute_dtype)  # first: the k-fold copy below is then made in that dtype
         if pad:
             x = F.pad(x, [pad, pad])
         if k > 1:  # (B, in, T', k) -> (B, in, k, T') -> (B, in*k, T'), the weight's (in, k) order
             x = x.unfold(2, k, 1).transpose(2, 3).reshape(x.shape[0], -1, x.shape[2] - k + 1)
-        y = torch.matmul(self._gemm_weight(), x.to(self.compute_dtype)).float()
+        y = torch.matmul(self._gemm_weight(), x).float()
         return y if self.bias is None else y.add_(self.bias[:, None])
 
     def _gemm_weight(self) -> torch.Tensor:

@@ -91,7 +91,7 @@ class SineSource(nn.Module):
         for start in range(0, length, tile):
             stop = length if length - start < tile + 16 else start + tile  # no tail of under 16 samples
             part = f0[:, :, start:stop]
-            rad = (part * harmonics / self.sampling_rate) % 1
+            rad = _mod1(part * harmonics / self.sampling_rate)
             if start == 0:
                 rad[:, :, 0] = rad[:, :, 0] + phase0
             sines = self._sines(rad, state) * self.sine_amp
@@ -112,13 +112,21 @@ class SineSource(nn.Module):
     def _sines(rad: torch.Tensor, state: _PhaseState) -> torch.Tensor:
         """``sin(2 pi phase)`` for per-sample phase increments ``rad (B, 9, n)`` continuing ``state``."""
         # Subtract 1 wherever the wrapped phase falls back, so the float32 cumsum stays small.
-        wrapped = state.cumsum("wrapped", rad) % 1
-        first = 1 if state.last_wrapped is None else 0  # the first sample of all has nothing before it
-        before = wrapped[..., :-1] if first else torch.cat([state.last_wrapped, wrapped[..., :-1]], -1)
-        falls = torch.zeros_like(rad)
-        falls[..., first:] = wrapped[..., first:] < before
+        wrapped = _mod1(state.cumsum("wrapped", rad))
+        falls = torch.empty_like(rad)
+        torch.lt(wrapped[..., 1:], wrapped[..., :-1], out=falls[..., 1:])
+        if state.last_wrapped is None:  # the first sample of all has nothing before it
+            falls[..., :1] = 0
+        else:
+            torch.lt(wrapped[..., :1], state.last_wrapped, out=falls[..., :1])
         state.last_wrapped = wrapped[..., -1:]
         return torch.sin(state.cumsum("phase", rad - falls) * 2 * np.pi)
+
+
+def _mod1(x: torch.Tensor) -> torch.Tensor:
+    """``x % 1`` (the reference's op), overwriting ``x``.  For ``x >= 0`` (phases of non-negative F0)
+    ``frac`` gives the same bits and is ~18x faster than torch's CPU ``remainder``."""
+    return x.frac_() if bool(x.min() >= 0) else x.remainder_(1)
 
 
 class _PhaseState:
@@ -137,11 +145,11 @@ class _PhaseState:
         """``cumsum(x, -1)`` continuing the sum called ``name``."""
         if not self.carry:
             return torch.cumsum(x, -1)
+        wide = x.double()
         total = self.totals.get(name)
-        if total is None:
-            sums = torch.cumsum(x.double(), -1)
-        else:
-            sums = torch.cumsum(torch.cat([total, x.double()], -1), -1)[..., 1:]
+        if total is not None:  # the scan's first step, total + x[0], done before it
+            wide[..., :1] += total
+        sums = torch.cumsum(wide, -1)
         self.totals[name] = sums[..., -1:]
         return sums.to(x.dtype)
 
