@@ -26,9 +26,13 @@ from .snake import SnakeAlias
 LRELU_SLOPE = 0.1
 SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to the vocoder
 # Resblocks run over time tiles of about this many bytes per tensor (at least MIN_TILE samples): small
-# enough to bound memory, large enough that the op count (each a thread barrier) stays low.
-TILE_BYTES = 8 * 1024 * 1024
-MIN_TILE = 32768
+# enough to bound memory, large enough that the op count (each a thread barrier) stays low.  The
+# chunks' temporaries come and go between long-lived blocks (kernels oneDNN compiles mid-piece), so
+# the heap keeps holes of their size: a 60 s fp32 song peaked at 2.39-2.49 GB with 8 MB / 32768-sample
+# tiles, 2.15 GB with these (1 MB / 4096: 1.95 GB, but the 10 s core 4 % slower); the warm 10 s core
+# ran at the same speed (fp32 1.73 vs 1.76 s, bf16 0.520 vs 0.517 s, 2 threads, interleaved).
+TILE_BYTES = 2 * 1024 * 1024
+MIN_TILE = 16384
 # In bf16 on CPUs, the resblocks run in fixed shapes (see _tiled): tiles of at most MAX_FIXED_TILE
 # samples, then halving chunks down to MIN_CHUNK.  A 60 s song (bf16, 2 threads): synthesis 13.7 s
 # with a kernel compiled per piece length, 4.3 s in fixed shapes; the warm 10 s core pays ~5 % for
