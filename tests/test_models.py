@@ -424,3 +424,52 @@ def test_resblock_chunks_equal_one_call_in_few_shapes(monkeypatch, fixed_shapes)
         assert shapes - {40, 63} <= chunks, sorted(shapes - chunks - {40, 63})
     else:
         assert shapes >= {40, 63, 64, 100, 511}  # the plain tiling: a new shape for every short length
+
+
+def test_mod1_gives_the_bits_of_remainder():
+    """``_mod1`` (``frac`` for non-negative input, else ``remainder``) equals ``x % 1`` bit for bit."""
+    from svc.models.nsf_hifigan import _mod1
+
+    gen = torch.Generator().manual_seed(7)
+    positive = torch.cat([torch.rand(4096, generator=gen) * 3000, torch.tensor([0.0, 1.0, 2.5, 1e-30, 8388607.5])])
+    mixed = torch.cat([positive, -positive, torch.tensor([-0.0, -1.0, -1e-10])])
+    for x in (positive, mixed):
+        expected = x % 1
+        result = _mod1(x.clone())
+        assert torch.equal(result, expected)
+        assert torch.equal(torch.signbit(result), torch.signbit(expected))  # signed zeros too
+
+
+def test_encoder_skips_an_all_ones_mask_without_changing_the_result(monkeypatch):
+    """A piece at inference has no padded frames: the text encoder then applies no attention mask, and
+    its output is the masked computation's bit for bit."""
+    from svc.models import attentions
+
+    torch.manual_seed(3)
+    encoder = attentions.Encoder(16, 32, 2, 2, 3).eval()
+    for attn in encoder.attn_layers:
+        with torch.no_grad():
+            attn.emb_rel_k.normal_()
+            attn.emb_rel_v.normal_()
+    x, mask = torch.randn(1, 16, 23), torch.ones(1, 1, 23)
+    with torch.no_grad():  # the encoder's layers by hand, with the all-ones mask applied
+        attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
+        h = x * mask
+        layers = zip(encoder.attn_layers, encoder.norm_layers_1, encoder.ffn_layers, encoder.norm_layers_2, strict=True)
+        for attn, norm1, ffn, norm2 in layers:
+            h = norm1(h + attn(h, attn_mask))
+            h = norm2(h + ffn(h, mask))
+        expected = h * mask
+        seen = []
+        original = attentions.MultiHeadAttention._attend
+        monkeypatch.setattr(attentions.MultiHeadAttention, "_attend",
+                            lambda self, q, k, v, m, first: seen.append(m) or original(self, q, k, v, m, first))
+        result = encoder(x, mask)
+    assert seen and all(m is None for m in seen)
+    assert torch.equal(result, expected)
+    padded = mask.clone()
+    padded[..., -3:] = 0
+    with torch.no_grad():
+        seen.clear()
+        encoder(x, padded)
+    assert seen and all(m is not None for m in seen)  # a real mask is applied
