@@ -359,14 +359,16 @@ def test_gemm_conv1d_equals_conv1d(kernel_size, padding):
 
 
 @pytest.mark.parametrize("frames", [1, 17, 41])
-def test_sine_source_tiles_equal_one_pass(monkeypatch, frames):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sine_source_tiles_equal_one_pass(monkeypatch, frames, dtype):
     """The tiled excitation is the one-pass computation bit for bit, and leaves the generator where
-    one pass leaves it (the reference's random draws continue after it)."""
+    one pass leaves it (the reference's random draws continue after it).  In float64 too, where
+    the running sums' copies and views are the input's own dtype (a case that once broke)."""
     from svc.models import nsf_hifigan
 
     torch.manual_seed(0)
-    source = nsf_hifigan.SineSource()
-    f0 = torch.rand(1, frames) * 600 + 50
+    source = nsf_hifigan.SineSource().to(dtype)
+    f0 = (torch.rand(1, frames) * 600 + 50).to(dtype)
     f0[:, frames // 3 : frames // 2] = 0  # an unvoiced stretch inside
     with torch.no_grad():
         monkeypatch.setattr(nsf_hifigan, "SOURCE_TILE", 1 << 30)

@@ -149,12 +149,12 @@ class _PhaseState:
         """``cumsum(x, -1)`` continuing the sum called ``name``."""
         if not self.carry:
             return torch.cumsum(x, -1)
-        wide = x.double()
+        wide = x.to(torch.float64, copy=True)  # a copy even of float64 input: its first element changes
         total = self.totals.get(name)
         if total is not None:  # the scan's first step, total + x[0], done before it
             wide[..., :1] += total
         sums = torch.cumsum(wide, -1)
-        self.totals[name] = sums[..., -1:]
+        self.totals[name] = sums[..., -1:].clone()  # the caller may overwrite the sums (float64 input)
         return sums.to(x.dtype)
 
 
