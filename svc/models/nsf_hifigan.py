@@ -291,11 +291,7 @@ class NsfHifiGan(nn.Module):
             blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
             x = _tiled(partial(_resblock_sum, blocks, plan.resblocks[i]), x, plan.halos[i],
                        lambda done, i=i: report_work((i + done) / stages), plan.fixed_shapes)
-        x = F.leaky_relu_(x)
-        if isinstance(plan.post, FixedShapeConv):
-            x = plan.post.add_to(x.new_zeros((x.shape[0], 1, 1, x.shape[-1])), x)
-        else:
-            x = plan.post(x)
+        x = plan.post(F.leaky_relu_(x))
         return torch.tanh(x)[:, :, 0].float()
 
     def _get_plan(self, device: torch.device) -> _Plan:
@@ -462,6 +458,12 @@ class FixedShapeConv:
 
     def __init__(self, conv: Conv, padding: int, kernel: int, stride: int):
         self.conv, self.padding, self.kernel, self.stride = conv, padding, kernel, stride
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv(x)`` with the padding, for a stride-1 convolution (output as long as ``x``)."""
+        out = torch.empty((x.shape[0], self.conv.weight.shape[0], 1, x.shape[-1]), dtype=x.dtype, device=x.device,
+                          memory_format=torch.channels_last).zero_()
+        return self.add_to(out, x)
 
     def add_to(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``out += conv(x)`` in place for ``out`` as long as the padded convolution's output."""
