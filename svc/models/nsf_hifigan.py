@@ -473,18 +473,11 @@ class FixedShapeConv:
         tiles = -(-n // tile)
         span = (tile - 1) * s + self.kernel  # the input one tile of outputs reads
         x = F.pad(x, (self.padding, (tiles - 1) * tile * s + span - x.shape[-1] - self.padding))
-        # Unpacked, the convolution goes to a new tensor in F.conv2d's layout for this input
-        # (contiguous) and ``out`` is added to it, as ``Conv.add_to`` did: the same sums, and the
-        # resblocks after it run the same kernels.  Packed (bf16 inference), it is added into ``out``.
-        total = out if self.conv.packed else torch.empty(out.shape, dtype=out.dtype, device=out.device)
         for t in range(tiles):
             y = self.conv(x[..., t * tile * s : t * tile * s + span])
             a, b = t * tile, min(n, (t + 1) * tile)
-            if self.conv.packed:
-                total[..., a:b].add_(y[..., : b - a].to(total.dtype))  # a mixed-dtype add_ is 10x slower
-            else:
-                total[..., a:b] = y[..., : b - a]
-        return total if self.conv.packed else total.add_(out)
+            out[..., a:b].add_(y[..., : b - a])
+        return out
 
 
 class FixedShapeConvTranspose:
@@ -548,7 +541,7 @@ class _Plan:
     @classmethod
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
         def wb(conv: nn.Module, scale: float = 1.0, padding: int | None = None,
-               dtype: torch.dtype = dtype, extra_bias: torch.Tensor | None = None) -> Conv | ConvTranspose:
+               extra_bias: torch.Tensor | None = None) -> Conv | ConvTranspose:
             pack = can_pack(dtype, key[1])
             weight = (conv.weight if scale == 1.0 else conv.weight * scale).unsqueeze(2).to(dtype)
             bias = conv.bias
