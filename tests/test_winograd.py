@@ -117,3 +117,15 @@ def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(mon
         plain = dec._forward_modules(x, har, g)[:, :, :]
     assert fast.shape == plain.shape
     assert float((fast - plain).abs().max()) <= BOUND * float(plain.abs().max())
+
+
+def test_winograd_conv_of_a_batch():
+    """Each item of a batch is convolved on its own (the loop over the batch keeps items apart)."""
+    gen = torch.Generator().manual_seed(5)
+    weight, bias = torch.randn(5, 3, 1, 7, generator=gen) / 5, torch.randn(5, generator=gen)
+    conv = WinogradConv(weight, bias, 3, 9)
+    x = torch.randn(2, 3, 1, 150, generator=gen).contiguous(memory_format=torch.channels_last)
+    expected = _direct(x, weight, bias, 3)
+    assert float((conv(x).double() - expected).abs().max()) <= BOUND * float(expected.abs().max())
+    with pytest.raises(ValueError, match="channels-last"):
+        conv.add_to(torch.zeros(2, 5, 1, 150), x)

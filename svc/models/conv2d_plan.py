@@ -87,3 +87,9 @@ class ConvTranspose:
 
 def _dense(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def time_major(x: torch.Tensor) -> torch.Tensor:
+    """``(1, C, 1, T)`` -> the ``(T, C)`` view of its channels-last memory (a copy only when the layout
+    differs)."""
+    return _dense(x)[0, :, 0].t()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..progress import report_work
-from .conv2d_plan import Conv, ConvTranspose, can_pack
+from .conv2d_plan import Conv, ConvTranspose, can_pack, time_major
 from .layers import get_padding, weight_normed
 from .snake import SnakeAlias
 from .winograd import WinogradConv
@@ -276,8 +276,10 @@ class NsfHifiGan(nn.Module):
         x = self.snake_post(x) if self.snake else F.leaky_relu(x)
         return torch.tanh(self.conv_post(x))
 
+    @torch.no_grad()
     def _forward_fast(self, x: torch.Tensor, har_source: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
-        """The same computation as ``_forward_modules`` for leaky-ReLU vocoders, arranged for speed.
+        """The same computation as ``_forward_modules`` for leaky-ReLU vocoders, arranged for speed
+        (not differentiable: training uses the module forward, ``fast = False``).
 
         Signals are ``(B, C, 1, T)`` channels-last tensors, so oneDNN convolves them without
         reordering every input and output; the first activation of a stage is shared by its
@@ -487,47 +489,60 @@ class FixedShapeConv:
         return out
 
 
-class FixedShapeConvTranspose:
-    """``conv_transpose(leaky_relu(x))`` computed, on CPUs, over input tiles of one fixed length.
+class GemmConvTranspose:
+    """``conv_transpose(leaky_relu(x))`` as ``ceil(k / u)`` matrix products on CPUs (the upsamplers).
 
-    An output sample of a transposed convolution with stride ``u`` and ``k`` taps sees only the
-    input frames within ``ceil(k / u)`` of its own, so each tile takes that many frames of context on
-    both sides (zeros beyond the ends, as the convolution's own) and keeps the outputs of its core:
-    the same sums as one call, in one shape whatever the piece length, so oneDNN compiles each
-    layer's kernel once per process.  The activation is applied while the padded input is written.
-    Inputs shorter than half a tile take one direct call (padding them would cost more than a compile).
+    With stride ``u``, output sample ``t u + r`` (before the padding is cropped) is
+    ``sum_j x[t - j] W[:, :, r + j u]``: for all ``u`` phases at once, ``x[t - j]`` times the
+    ``(in, u * out)`` matrix ``W_j`` of taps ``j u .. j u + u - 1``.  The products' ``(T + J - 1, u * out)``
+    rows are the full output's ``(u (T + J - 1), out)`` channels-last samples, so the cropped output is
+    a view of them, and the shifted inputs are views of one zero-bordered copy of the activated input.
+    No per-shape kernels (oneDNN compiled a transposed convolution for every piece length) and no
+    tiles.  One 10 s core's five (2 threads, AMX Xeon): fp32 69 -> 50 ms, bf16 27 -> 16 ms.
+    On other devices: ``leaky_relu`` then the convolution.
     """
 
-    def __init__(self, conv: ConvTranspose, kernel: int, stride: int, padding: int, in_channels: int,
-                 element_size: int):
-        self.conv, self.kernel, self.stride, self.padding = conv, kernel, stride, padding
-        self.halo = -(-kernel // stride)
-        if (self.halo - 1) * stride + kernel < 2 * padding:  # a tile's output would not reach its core's end
-            raise ValueError(f"transposed convolution padding {padding} too large for {kernel} taps")
-        self.tile = max(16, UPSAMPLE_TILE_BYTES // (in_channels * element_size))
+    def __init__(self, conv: ConvTranspose | None, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                 padding: int):
+        """``weight (in, out, k)`` and ``bias`` in the compute dtype; ``conv``, the same layer for other
+        devices than the CPU."""
+        weight = weight.detach()
+        self.conv, self.stride, self.padding = conv, stride, padding
+        in_ch, self.out_channels, self.kernel = weight.shape
+        self.parts = -(-self.kernel // stride)
+        if self.kernel - padding < stride or padding < 0:
+            raise ValueError(f"transposed convolution padding {padding} unsupported for {self.kernel} taps")
+        taps = weight.new_zeros(in_ch, self.out_channels, self.parts * stride)
+        taps[..., :self.kernel] = weight
+        # W_j[c, r * out + o] = weight[c, o, r + j u]
+        self.weights = [taps[..., j * stride:(j + 1) * stride].transpose(1, 2).reshape(in_ch, -1).contiguous()
+                        for j in range(self.parts)]
+        self.bias = (weight.new_zeros(self.out_channels) if bias is None else bias.detach()).repeat(stride)[None]
 
     def __call__(self, x: torch.Tensor, leaky_slope: float) -> torch.Tensor:
-        """``x (B, C, 1, Q)`` channels-last, which is overwritten with ``leaky_relu(x)`` unless tiled."""
-        n, u, tile, halo = x.shape[-1], self.stride, self.tile, self.halo
-        if x.device.type != "cpu" or 2 * n <= tile:
+        """``x (B, C, 1, Q)`` channels-last -> ``(B, out, 1, T)`` channels-last; ``x`` may be overwritten."""
+        if self.conv is not None:
             return self.conv(F.leaky_relu_(x, leaky_slope))
-        length = (n - 1) * u - 2 * self.padding + self.kernel  # the output's length
-        tiles = -(-length // (tile * u))
-        padded = torch.empty((*x.shape[:-1], tiles * tile + 2 * halo), dtype=x.dtype, device=x.device,
-                             memory_format=torch.channels_last)
-        padded[..., :halo] = 0
-        padded[..., halo + n:] = 0
-        torch.ops.aten.leaky_relu.out(x, leaky_slope, out=padded[..., halo:halo + n])
-        out = None
-        for t in range(tiles):
-            y = self.conv(padded[..., t * tile:(t + 1) * tile + 2 * halo])
-            if out is None:
-                out = torch.empty((*y.shape[:-1], length), dtype=y.dtype, device=y.device,
-                                  memory_format=torch.channels_last)
-            a, b = t * tile * u, min(length, (t + 1) * tile * u)
-            # tile t's input starts at frame t * tile - halo, so output sample a is its halo * u-th
-            out[..., a:b] = y[..., halo * u:halo * u + b - a]
-        return out
+        if x.shape[0] == 1:
+            return self._one(x, leaky_slope)
+        items = [self._one(x[b:b + 1], leaky_slope) for b in range(x.shape[0])]
+        return torch.cat(items).contiguous(memory_format=torch.channels_last)
+
+    def _one(self, x: torch.Tensor, leaky_slope: float) -> torch.Tensor:
+        n, j, u = x.shape[-1], self.parts - 1, self.stride
+        rows = n + j
+        padded = x.new_empty(n + 2 * j, x.shape[1])
+        padded[:j] = 0
+        padded[n + j:] = 0
+        torch.ops.aten.leaky_relu.out(time_major(x), leaky_slope, out=padded[j:n + j])
+        full = x.new_empty(rows, u * self.out_channels)
+        # row t: x[t] W_0 + x[t - 1] W_1 + ...; x[t] is padded row t + j
+        torch.addmm(self.bias, padded[j:j + rows], self.weights[0], out=full)
+        for i in range(1, self.parts):
+            full.addmm_(padded[j - i:j - i + rows], self.weights[i])
+        length = (n - 1) * u - 2 * self.padding + self.kernel
+        samples = full.view(rows * u, self.out_channels)[self.padding:self.padding + length]
+        return samples.t()[None, :, None, :]
 
 
 @dataclass
@@ -569,9 +584,14 @@ class _Plan:
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
         # Each stage adds its noise convolution (FrameConv, no bias) to its upsampler: one bias for both.
-        ups = [FixedShapeConvTranspose(wb(up, 1.0 if i == 0 else scale, extra_bias=noise.bias), up.kernel_size[0],
-                                       up.stride[0], up.padding[0], up.in_channels, torch.finfo(dtype).bits // 8)
-               for i, (up, noise) in enumerate(zip(dec.ups, dec.noise_convs, strict=True))]
+        on_cpu = torch.device(key[1]).type == "cpu"
+        ups = []
+        for i, (up, noise) in enumerate(zip(dec.ups, dec.noise_convs, strict=True)):
+            up_scale = 1.0 if i == 0 else scale
+            conv = None if on_cpu else wb(up, up_scale, extra_bias=noise.bias)
+            bias = up.bias if noise.bias is None else noise.bias if up.bias is None else up.bias + noise.bias
+            bias = None if bias is None else bias.to(dtype)
+            ups.append(GemmConvTranspose(conv, (up.weight * up_scale).to(dtype), bias, up.stride[0], up.padding[0]))
         resblocks, halos = [], []
         for i in range(len(dec.ups)):
             halos.append(_receptive_halo(list(dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels])))

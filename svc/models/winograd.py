@@ -21,6 +21,8 @@ from fractions import Fraction
 
 import torch
 
+from .conv2d_plan import time_major
+
 TAPS = 4  # outputs per block and taps per part: F(4, 4)
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2))  # and infinity
 WINDOW = 2 * TAPS - 1  # one block's input samples (per phase), = products per block
@@ -145,8 +147,8 @@ class WinogradConv:
         if not out.is_contiguous(memory_format=torch.channels_last):
             raise ValueError("WinogradConv writes into channels-last tensors only")
         for b in range(x.shape[0]):
-            products, blocks, t = self._products(_rows(x[b:b + 1]))
-            self._outputs(_rows(out[b:b + 1]), products, blocks, t, add)
+            products, blocks, t = self._products(time_major(x[b:b + 1]))
+            self._outputs(time_major(out[b:b + 1]), products, blocks, t, add)
         return out
 
     def plus(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -184,8 +186,3 @@ def _windows(x: torch.Tensor, blocks: int, d: int, padding: int) -> torch.Tensor
             if begin < t:  # a block that ends behind x: its samples up to the end
                 out[j, stop, :(t - begin) * c] = x[begin:].reshape(-1)
     return out
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """``(1, C, 1, T)`` channels-last -> its ``(T, C)`` view (a copy only when the layout differs)."""
-    return x.contiguous(memory_format=torch.channels_last)[0, :, 0].t()
