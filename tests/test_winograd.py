@@ -102,6 +102,7 @@ def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(mon
     from svc.models.nsf_hifigan import NsfHifiGan
 
     monkeypatch.setattr(nsf_hifigan, "WINOGRAD_MIN_CHANNELS", 16)
+    monkeypatch.setenv("SVC_WINOGRAD", "1")  # whatever this CPU's timing says
     torch.manual_seed(0)
     dec = NsfHifiGan(in_channels=16, upsample_rates=[4, 2], upsample_kernel_sizes=[8, 4], upsample_initial_channel=32,
                      resblock="1", resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
@@ -117,6 +118,25 @@ def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(mon
         plain = dec._forward_modules(x, har, g)[:, :, :]
     assert fast.shape == plain.shape
     assert float((fast - plain).abs().max()) <= BOUND * float(plain.abs().max())
+    monkeypatch.setenv("SVC_WINOGRAD", "0")
+    dec._plans.clear()
+    plan = dec._get_plan(torch.device("cpu"))
+    assert not any(isinstance(c, WinogradConv) for stage in plan.resblocks for block in stage for pair in block
+                   for c in pair)
+
+
+def test_winograd_setting(monkeypatch):
+    """``SVC_WINOGRAD`` forces the products on or off; ``auto`` (the default) times them once per process."""
+    from svc.models import winograd
+
+    calls = []
+    monkeypatch.setattr(winograd, "winograd_pays", lambda: calls.append(1) or False)
+    for value, expected in (("1", True), ("on", True), ("0", False), ("off", False), ("auto", False)):
+        monkeypatch.setenv("SVC_WINOGRAD", value)
+        assert winograd.winograd_enabled() is expected
+    monkeypatch.delenv("SVC_WINOGRAD")
+    assert winograd.winograd_enabled() is False
+    assert len(calls) == 2
 
 
 def test_winograd_conv_of_a_batch():

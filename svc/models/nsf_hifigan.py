@@ -22,7 +22,7 @@ from ..progress import report_work
 from .conv2d_plan import Conv, ConvTranspose, can_pack, time_major
 from .layers import get_padding, weight_normed
 from .snake import SnakeAlias
-from .winograd import WinogradConv
+from .winograd import WinogradConv, winograd_enabled
 
 LRELU_SLOPE = 0.1
 SOURCE_SAMPLING_RATE = 44100  # so-vits-svc never passes its sampling_rate to the vocoder
@@ -56,6 +56,7 @@ UPSAMPLE_TILE_BYTES = 512 * 1024
 # as Winograd products (see winograd.py).  One convolution over a 2 MB tile, 2 threads (AMX Xeon):
 # 256 channels 7 / 11 taps 1.42x / 1.58x faster than oneDNN's direct kernel, 128 channels 1.14x / 1.32x,
 # 64 channels 0.83-1.08x, 3 taps 0.80-1.05x (the transforms' memory passes outweigh the saved products).
+# Where the products do not pay on a CPU (timed once per process, see winograd_enabled), none are used.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TAPS = 7
 
@@ -577,7 +578,8 @@ class _Plan:
 
         def resblock_conv(conv: nn.Conv1d) -> Conv | WinogradConv:
             if (dtype == torch.float32 and torch.device(key[1]).type == "cpu"
-                    and conv.in_channels >= WINOGRAD_MIN_CHANNELS and conv.kernel_size[0] >= WINOGRAD_MIN_TAPS):
+                    and conv.in_channels >= WINOGRAD_MIN_CHANNELS and conv.kernel_size[0] >= WINOGRAD_MIN_TAPS
+                    and winograd_enabled()):
                 return WinogradConv(conv.weight.unsqueeze(2), conv.bias, conv.dilation[0], conv.padding[0])
             return wb(conv)
 
