@@ -11,8 +11,8 @@ products over all blocks, summed back to four outputs by ``A^T``.
 
 An 11-tap convolution costs 7 * 3 / 4 = 5.25 multiply-adds per output and channel pair instead of 11,
 a 7-tap one 3.5 instead of 7.  The interpolation points (0, +-1, +-2, 1/2, infinity) keep the
-transforms' coefficients small: the float32 error stays that of the direct convolution (both about
-1e-6 of the output's peak against float64).
+transforms' coefficients small: the float32 error stays within twice the direct kernel's (at most
+3.0e-6 against 1.6e-6 of the output's peak, from float64, in tests/test_winograd.py's cases).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class WinogradConv:
         whole = t // (m * d)
         if whole:
             at, target = self.at.expand(whole, m, WINDOW), out[:whole * m * d].view(whole, m, d * o)
-            # beta=0 ignores the target's old contents (NaN included); bmm(out=) took 10x longer here
+            # beta=0: the target's old contents (uninitialised memory, NaN included) are ignored
             target.baddbmm_(at, per_block[:whole], beta=1.0 if add else 0.0)
         if whole < blocks:
             rest = torch.matmul(self.at, per_block[whole]).view(m * d, o)[:t - whole * m * d]
