@@ -96,7 +96,8 @@ def test_winograd_conv_rejects_other_padding():
         WinogradConv(torch.zeros(2, 2, 1, 4), None, 1, 1)
 
 
-def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(monkeypatch):
+@pytest.mark.parametrize("kind", ["1", "2"])
+def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(monkeypatch, kind):
     """In float32 on the CPU the plan's resblock convolutions with >= WINOGRAD_MIN_CHANNELS channels and
     >= 7 taps are WinogradConv, and the fast forward still equals the plain module forward."""
     from svc.models.nsf_hifigan import NsfHifiGan
@@ -105,12 +106,13 @@ def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(mon
     monkeypatch.setenv("SVC_WINOGRAD", "1")  # whatever this CPU's timing says
     torch.manual_seed(0)
     dec = NsfHifiGan(in_channels=16, upsample_rates=[4, 2], upsample_kernel_sizes=[8, 4], upsample_initial_channel=32,
-                     resblock="1", resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
+                     resblock=kind, resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
                      gin_channels=8).eval()
     x, g = torch.randn(1, 16, 40), torch.randn(1, 8, 1)
     plan = dec._get_plan(torch.device("cpu"))
-    kinds = {(type(c1).__name__, c1.out_channels if isinstance(c1, WinogradConv) else None)
-             for stage in plan.resblocks for block in stage for c1, _ in block}
+    first_convs = [layer[0] if isinstance(layer, tuple) else layer
+                   for stage in plan.resblocks for block in stage for layer in block]
+    kinds = {(type(c).__name__, c.out_channels if isinstance(c, WinogradConv) else None) for c in first_convs}
     assert kinds == {("WinogradConv", 16), ("Conv", None)}
     with torch.no_grad():
         har = torch.randn(1, 1, 40 * 8)
@@ -121,8 +123,9 @@ def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(mon
     monkeypatch.setenv("SVC_WINOGRAD", "0")
     dec._plans.clear()
     plan = dec._get_plan(torch.device("cpu"))
-    assert not any(isinstance(c, WinogradConv) for stage in plan.resblocks for block in stage for pair in block
-                   for c in pair)
+    layers = [c for stage in plan.resblocks for block in stage for layer in block
+              for c in (layer if isinstance(layer, tuple) else (layer,))]
+    assert layers and not any(isinstance(c, WinogradConv) for c in layers)
 
 
 def test_winograd_setting(monkeypatch):
