@@ -48,10 +48,6 @@ POST_TILE = 16384
 # The excitation is computed over tiles of this many samples (a multiple of 16: see SineSource); 8192 and
 # 16384 were 15 % and 8 % slower, one pass 12 % (10 s, 2 threads).
 SOURCE_TILE = 32768
-# The upsamplers (transposed convolutions) run over input tiles of about this many bytes, each tile one
-# fixed shape per layer: oneDNN compiled a new kernel for every piece length, 2-65 ms per layer (about
-# 0.2 s per piece of a song) on an AMX Xeon.
-UPSAMPLE_TILE_BYTES = 512 * 1024
 # float32 resblock convolutions on CPUs with at least this many channels and WINOGRAD_MIN_TAPS taps run
 # as Winograd products (see winograd.py).  One convolution over a 2 MB tile, 2 threads (AMX Xeon):
 # 256 channels 7 / 11 taps 1.42x / 1.58x faster than oneDNN's direct kernel, 128 channels 1.14x / 1.32x,
@@ -499,7 +495,8 @@ class GemmConvTranspose:
     rows are the full output's ``(u (T + J - 1), out)`` channels-last samples, so the cropped output is
     a view of them, and the shifted inputs are views of one zero-bordered copy of the activated input.
     No per-shape kernels (oneDNN compiled a transposed convolution for every piece length) and no
-    tiles.  One 10 s core's five (2 threads, AMX Xeon): fp32 69 -> 50 ms, bf16 27 -> 16 ms.
+    tiles.  One 10 s core's five, timed alone (2 threads, AMX Xeon): fp32 69 -> 50 ms, bf16 27 -> 16 ms
+    (inside the fp32 core no net change, in an interleaved A/B).
     On other devices: ``leaky_relu`` then the convolution.
     """
 
@@ -563,37 +560,39 @@ class _Plan:
 
     @classmethod
     def build(cls, dec: NsfHifiGan, dtype: torch.dtype, key: tuple) -> _Plan:
+        on_cpu = torch.device(key[1]).type == "cpu"
+
+        def summed_bias(conv: nn.Module, extra_bias: torch.Tensor | None) -> torch.Tensor | None:
+            bias = conv.bias
+            if extra_bias is not None:
+                bias = extra_bias if bias is None else bias + extra_bias
+            return None if bias is None else bias.to(dtype)
+
         def wb(conv: nn.Module, scale: float = 1.0, padding: int | None = None,
                extra_bias: torch.Tensor | None = None) -> Conv | ConvTranspose:
             pack = can_pack(dtype, key[1])
             weight = (conv.weight if scale == 1.0 else conv.weight * scale).unsqueeze(2).to(dtype)
-            bias = conv.bias
-            if extra_bias is not None:
-                bias = extra_bias if bias is None else bias + extra_bias
-            bias = None if bias is None else bias.to(dtype)
+            bias = summed_bias(conv, extra_bias)
             padding = conv.padding[0] if padding is None else padding
             if isinstance(conv, nn.ConvTranspose1d):
                 return ConvTranspose(weight, bias, conv.stride[0], padding, pack=pack)
             return Conv(weight, bias, conv.stride[0], padding, conv.dilation[0], pack=pack)
 
         def resblock_conv(conv: nn.Conv1d) -> Conv | WinogradConv:
-            if (dtype == torch.float32 and torch.device(key[1]).type == "cpu"
-                    and conv.in_channels >= WINOGRAD_MIN_CHANNELS and conv.kernel_size[0] >= WINOGRAD_MIN_TAPS
-                    and winograd_enabled()):
+            if (dtype == torch.float32 and on_cpu and conv.in_channels >= WINOGRAD_MIN_CHANNELS
+                    and conv.kernel_size[0] >= WINOGRAD_MIN_TAPS and winograd_enabled()):
                 return WinogradConv(conv.weight.unsqueeze(2), conv.bias, conv.dilation[0], conv.padding[0])
             return wb(conv)
 
         # Every stage after the first (and conv_post) receives the resblock sum, not its mean.
         scale = 1.0 / dec.num_kernels
         # Each stage adds its noise convolution (FrameConv, no bias) to its upsampler: one bias for both.
-        on_cpu = torch.device(key[1]).type == "cpu"
         ups = []
         for i, (up, noise) in enumerate(zip(dec.ups, dec.noise_convs, strict=True)):
             up_scale = 1.0 if i == 0 else scale
             conv = None if on_cpu else wb(up, up_scale, extra_bias=noise.bias)
-            bias = up.bias if noise.bias is None else noise.bias if up.bias is None else up.bias + noise.bias
-            bias = None if bias is None else bias.to(dtype)
-            ups.append(GemmConvTranspose(conv, (up.weight * up_scale).to(dtype), bias, up.stride[0], up.padding[0]))
+            ups.append(GemmConvTranspose(conv, (up.weight * up_scale).to(dtype), summed_bias(up, noise.bias),
+                                         up.stride[0], up.padding[0]))
         resblocks, halos = [], []
         for i in range(len(dec.ups)):
             halos.append(_receptive_halo(list(dec.resblocks[i * dec.num_kernels:(i + 1) * dec.num_kernels])))
@@ -611,7 +610,7 @@ class _Plan:
         # In bf16 on CPUs, oneDNN's AMX kernels cost ~1 s of compilation per new piece length (conv_post
         # alone 0.24 s for a 10 s piece): the resblocks and conv_post run in fixed shapes.  float32
         # keeps the plain tiling: its kernels compile in 0.1-0.2 s per piece, less than the chunks cost.
-        fixed = dtype == torch.bfloat16 and torch.device(key[1]).type == "cpu"
+        fixed = dtype == torch.bfloat16 and on_cpu
         post = dec.conv_post
         post = (FixedShapeConv(wb(post, scale, padding=0), post.padding[0], post.kernel_size[0], post.stride[0])
                 if fixed else wb(post, scale))

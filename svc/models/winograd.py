@@ -84,6 +84,7 @@ class WinogradConv:
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int, padding: int):
+        weight, bias = weight.detach(), None if bias is None else bias.detach()
         out_ch, in_ch, _, k = weight.shape
         if padding != (k - 1) // 2 * dilation or k % 2 == 0:
             raise ValueError(f"WinogradConv needs odd taps and 'same' padding, got k={k}, padding={padding}")
