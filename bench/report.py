@@ -19,11 +19,13 @@ def format_table(results: dict) -> str:
                 quality = f"SNR {r['snr_db_vs_fp32']:.1f} dB"
             if r["precision"].startswith("reference"):
                 quality = f"max abs {r['max_abs_vs_fp32']:.1e}"
+            if r.get("peak_gpu_bytes"):
+                quality += f"{', ' if quality else ''}peak GPU {r['peak_gpu_bytes'] / 1e9:.2f} GB"
             base = fp32.get((r["device"], r["threads"]))
             speed = (f"{base['wall']['median'] / w['median']:.2f}× / {base['cpu']['median'] / r['cpu']['median']:.2f}×"
                      if base else "")
-            lines.append(f"| {r['device']} {r['precision']} | {r['threads']} | {w['median']:.2f} "
-                         f"({w['min']:.2f}-{w['max']:.2f}) | {r['rtf']:.3f} | {r['cpu']['median']:.2f} | {speed} | "
+            lines.append(f"| {r['device']} {r['precision']} | {r['threads']} | {_s(w['median'])} "
+                         f"({_s(w['min'])}-{_s(w['max'])}) | {r['rtf']:.3g} | {_s(r['cpu']['median'])} | {speed} | "
                          f"{quality} |")
     if results["load"]:
         w = results["load"]["wall"]
@@ -39,6 +41,14 @@ def format_table(results: dict) -> str:
                 continue
             stages = " | ".join(f"{r['stages'].get(n, 0.0):.2f}" for n in names)
             cpu = r["cpu"]["median"] / r["audio_seconds"] if "cpu" in r else float("nan")
-            lines.append(f"| {r['device']} {r['precision']} | {r['f0']} | {r['seconds']} | {r['rtf']:.3f} | "
-                         f"{cpu:.3f} | {r['peak_rss_bytes'] / 1e9:.2f} | {stages} |")
+            peak = f"{r['peak_rss_bytes'] / 1e9:.2f}"
+            if r.get("peak_gpu_bytes"):
+                peak += f" (GPU {r['peak_gpu_bytes'] / 1e9:.2f})"
+            lines.append(f"| {r['device']} {r['precision']} | {r['f0']} | {r['seconds']} | {r['rtf']:.3g} | "
+                         f"{cpu:.3f} | {peak} | {stages} |")
     return "\n".join(lines)
+
+
+def _s(seconds: float) -> str:
+    """Seconds with two decimals, or four for the few-millisecond times of a GPU."""
+    return f"{seconds:.2f}" if seconds >= 0.1 else f"{seconds:.4f}"
