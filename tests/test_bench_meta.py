@@ -71,3 +71,20 @@ def test_gpu_core_failure_is_recorded_and_the_rest_still_measured(monkeypatch):
     assert error.startswith("reference: ImportError")
     monkeypatch.setattr(main, "measure_core", lambda *a, **k: 1 / 0)
     assert main._gpu_core(["fp32"], 3, None) == ([], "ZeroDivisionError('division by zero')")
+
+
+def test_gpu_check_draws_the_cpu_generators_numbers_on_another_device():
+    import torch
+
+    from bench.gpu_check import random_numbers_from_cpu
+
+    expected = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
+    with random_numbers_from_cpu():
+        moved = torch.randn((5, 3), generator=torch.Generator().manual_seed(7), device="meta", dtype=torch.float32)
+        plain = torch.rand(2, device="cpu")
+    assert moved.device.type == "meta" and moved.shape == (5, 3) and plain.shape == (2,)
+    gen = torch.Generator().manual_seed(7)
+    with random_numbers_from_cpu():
+        on_cpu = torch.randn((5, 3), generator=gen, device="cpu")
+    assert torch.equal(on_cpu, expected)
+    assert torch.randn.__module__ != "bench.gpu_check"  # restored on exit
