@@ -129,17 +129,17 @@ def test_vocoder_uses_winograd_for_wide_long_kernels_and_matches_its_modules(mon
 
 
 def test_winograd_setting(monkeypatch):
-    """``SVC_WINOGRAD`` forces the products on or off; ``auto`` (the default) times them once per process."""
+    """``SVC_WINOGRAD`` forces the products on or off; ``auto`` (the default) times each shape."""
     from svc.models import winograd
 
     calls = []
-    monkeypatch.setattr(winograd, "winograd_pays", lambda: calls.append(1) or False)
-    for value, expected in (("1", True), ("on", True), ("0", False), ("off", False), ("auto", False)):
+    monkeypatch.setattr(winograd, "winograd_pays", lambda channels, taps: calls.append((channels, taps)) or taps > 7)
+    for value, expected in (("1", True), ("on", True), ("0", False), ("off", False), ("auto", True)):
         monkeypatch.setenv("SVC_WINOGRAD", value)
-        assert winograd.winograd_enabled() is expected
+        assert winograd.winograd_enabled(256, 11) is expected
     monkeypatch.delenv("SVC_WINOGRAD")
-    assert winograd.winograd_enabled() is False
-    assert len(calls) == 2
+    assert winograd.winograd_enabled(128, 7) is False
+    assert calls == [(256, 11), (128, 7)]
 
 
 def test_winograd_conv_of_a_batch():

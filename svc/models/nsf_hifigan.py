@@ -52,7 +52,8 @@ SOURCE_TILE = 32768
 # as Winograd products (see winograd.py).  One convolution over a 2 MB tile, 2 threads (AMX Xeon):
 # 256 channels 7 / 11 taps 1.42x / 1.58x faster than oneDNN's direct kernel, 128 channels 1.14x / 1.32x,
 # 64 channels 0.83-1.08x, 3 taps 0.80-1.05x (the transforms' memory passes outweigh the saved products).
-# Where the products do not pay on a CPU (timed once per process, see winograd_enabled), none are used.
+# Where the products do not pay on a CPU for a shape (timed once per process and shape, see winograd_enabled),
+# that shape runs on oneDNN.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TAPS = 7
 
@@ -580,7 +581,8 @@ class _Plan:
 
         def resblock_conv(conv: nn.Conv1d) -> Conv | WinogradConv:
             if (dtype == torch.float32 and on_cpu and conv.in_channels >= WINOGRAD_MIN_CHANNELS
-                    and conv.kernel_size[0] >= WINOGRAD_MIN_TAPS and winograd_enabled()):
+                    and conv.kernel_size[0] >= WINOGRAD_MIN_TAPS
+                    and winograd_enabled(conv.in_channels, conv.kernel_size[0])):
                 return WinogradConv(conv.weight.unsqueeze(2), conv.bias, conv.dilation[0], conv.padding[0])
             return wb(conv)
 

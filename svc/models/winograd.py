@@ -165,27 +165,32 @@ class WinogradConv:
         return out if leaky_slope is None else torch.nn.functional.leaky_relu_(out, leaky_slope)
 
 
-def winograd_enabled() -> bool:
-    """Whether float32 CPU convolutions may run as Winograd products: ``SVC_WINOGRAD=1`` / ``0`` forces
-    it; by default (``auto``) a once-per-process timing decides (``winograd_pays``)."""
+def winograd_enabled(channels: int = 128, taps: int = 11) -> bool:
+    """Whether a float32 CPU convolution of ``channels`` channels and ``taps`` taps may run as Winograd
+    products: ``SVC_WINOGRAD=1`` / ``0`` forces it; by default (``auto``) a once-per-process timing of
+    that shape decides (``winograd_pays``)."""
     setting = os.environ.get("SVC_WINOGRAD", "auto").strip().lower()
     if setting in ("1", "on", "true"):
         return True
     if setting in ("0", "off", "false"):
         return False
-    return winograd_pays()
+    return winograd_pays(channels, taps)
 
 
 @functools.cache
-def winograd_pays(channels: int = 128, taps: int = 11, length: int = 16384, rounds: int = 3) -> bool:
-    """Whether, on this CPU, an 11-tap 128-channel float32 convolution is at least 10 % faster as
-    Winograd products than as oneDNN's direct kernel (best of ``rounds`` interleaved runs, ~0.1 s once
-    per process).  On the AMX Xeon it was 1.3x faster; the products run on the BLAS (MKL) and the
-    direct kernel on oneDNN, whose relative speed on other CPUs (an AMD EPYC's MKL paths) was not
-    measured, so it is timed rather than assumed."""
+def winograd_pays(channels: int = 128, taps: int = 11, rounds: int = 3) -> bool:
+    """Whether, on this CPU, a ``taps``-tap ``channels``-channel float32 convolution over one vocoder tile
+    (2 MB) is at least 10 % faster as Winograd products than as oneDNN's direct kernel (best of
+    ``rounds`` interleaved runs, ~0.1 s once per process and shape).
+
+    The products run on the BLAS (MKL) and the direct kernel on oneDNN, and their relative speed
+    depends on the CPU and on the shape: on one AMX Xeon VM 128 channels / 11 taps ran 1.32x faster
+    as products, on another (same model name) 0.71x while 256 channels ran 1.4-1.7x faster; an AMD
+    EPYC's MKL paths were not measured.  So each shape is timed rather than assumed."""
     from .conv2d_plan import Conv, can_pack
 
     gen = torch.Generator().manual_seed(0)
+    length = max(taps * 4, 2 * 1024 * 1024 // (channels * 4))
     weight = torch.randn(channels, channels, 1, taps, generator=gen) / (channels * taps) ** 0.5
     x = torch.randn(1, channels, 1, length, generator=gen).contiguous(memory_format=torch.channels_last)
     padding = (taps - 1) // 2
