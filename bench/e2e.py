@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .fixtures import CACHE_DIR, ROOT, model_dir, pretrain_dir
+from .fixtures import CACHE_DIR, ROOT, model_dir, pretrain_dir, rmvpe_file
 from .measure import summary
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ def measure_e2e(durations: list[int], f0_methods: list[str], precisions: list[st
                 repeats: int, device: str = "cpu", timeout: float = 7200) -> list[dict]:
     """One row per case, each measured in a fresh child process."""
     model_dir(), pretrain_dir()
+    if "rmvpe" in f0_methods:
+        rmvpe_file()
     files = {s: input_file(s) for s in sorted(set(durations) | {WARMUP_SECONDS})}
     rows = []
     for precision in precisions:

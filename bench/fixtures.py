@@ -86,3 +86,19 @@ def pretrain_dir(cache: Path = CACHE_DIR) -> Path:
         make_contentvec_file(tmp, small=False)
         tmp.replace(path)
     return directory
+
+
+def rmvpe_file(cache: Path = CACHE_DIR) -> Path:
+    """``cache/pretrain/rmvpe.pt``: a full-size random RMVPE (built on first use, for ``--f0 rmvpe``)."""
+    from svc.f0.rmvpe import RMVPE_FILENAME
+
+    path = cache / "pretrain" / RMVPE_FILENAME
+    if not path.is_file():
+        _tests_on_path()
+        from f0_fixtures import make_rmvpe_file
+
+        logger.info("building full-size RMVPE file %s", path)
+        tmp = path.with_suffix(".tmp")
+        make_rmvpe_file(tmp)
+        tmp.replace(path)
+    return path
