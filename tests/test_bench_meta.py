@@ -78,13 +78,14 @@ def test_gpu_check_draws_the_cpu_generators_numbers_on_another_device():
 
     from bench.gpu_check import random_numbers_from_cpu
 
-    expected = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
-    with random_numbers_from_cpu():
-        moved = torch.randn((5, 3), generator=torch.Generator().manual_seed(7), device="meta", dtype=torch.float32)
-        plain = torch.rand(2, device="cpu")
-    assert moved.device.type == "meta" and moved.shape == (5, 3) and plain.shape == (2,)
+    real_rand, real_randn = torch.rand, torch.randn
+    expected = torch.Generator().manual_seed(7)
+    first, second = torch.randn(5, 3, generator=expected), torch.rand(4, generator=expected)
     gen = torch.Generator().manual_seed(7)
     with random_numbers_from_cpu():
-        on_cpu = torch.randn((5, 3), generator=gen, device="cpu")
-    assert torch.equal(on_cpu, expected)
-    assert torch.randn.__module__ != "bench.gpu_check"  # restored on exit
+        moved = torch.randn((5, 3), generator=gen, device="meta", dtype=torch.float32)
+        on_cpu = torch.rand(4, generator=gen, device="cpu")  # continues the stream the meta draw advanced
+        unseeded = torch.rand(2, device="meta")  # no CPU generator: left to the device
+    assert moved.device.type == "meta" and moved.shape == first.shape and unseeded.device.type == "meta"
+    assert torch.equal(on_cpu, second)
+    assert torch.rand is real_rand and torch.randn is real_randn  # restored on exit

@@ -165,7 +165,7 @@ class WinogradConv:
         return out if leaky_slope is None else torch.nn.functional.leaky_relu_(out, leaky_slope)
 
 
-def winograd_enabled(channels: int = 128, taps: int = 11) -> bool:
+def winograd_enabled(channels: int, taps: int) -> bool:
     """Whether a float32 CPU convolution of ``channels`` channels and ``taps`` taps may run as Winograd
     products: ``SVC_WINOGRAD=1`` / ``0`` forces it; by default (``auto``) a once-per-process timing of
     that shape decides (``winograd_pays``)."""
@@ -178,7 +178,7 @@ def winograd_enabled(channels: int = 128, taps: int = 11) -> bool:
 
 
 @functools.cache
-def winograd_pays(channels: int = 128, taps: int = 11, rounds: int = 3) -> bool:
+def winograd_pays(channels: int, taps: int, rounds: int = 3) -> bool:
     """Whether, on this CPU, a ``taps``-tap ``channels``-channel float32 convolution over one vocoder tile
     (2 MB) is at least 10 % faster as Winograd products than as oneDNN's direct kernel (best of
     ``rounds`` interleaved runs, ~0.1 s once per process and shape).
@@ -190,7 +190,7 @@ def winograd_pays(channels: int = 128, taps: int = 11, rounds: int = 3) -> bool:
     from .conv2d_plan import Conv, can_pack
 
     gen = torch.Generator().manual_seed(0)
-    length = max(taps * 4, 2 * 1024 * 1024 // (channels * 4))
+    length = 2 * 1024 * 1024 // (channels * 4)  # one 2 MB float32 tile, as the vocoder's
     weight = torch.randn(channels, channels, 1, taps, generator=gen) / (channels * taps) ** 0.5
     x = torch.randn(1, channels, 1, length, generator=gen).contiguous(memory_format=torch.channels_last)
     padding = (taps - 1) // 2
